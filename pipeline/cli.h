@@ -1,0 +1,48 @@
+/* Shared declarations of the sambench command-line front end (pipeline/). */
+#ifndef SB_CLI_H
+#define SB_CLI_H
+
+#include "../core/sambench.h"
+
+#include <stdio.h>
+
+/* Exit statuses shared by every subcommand (documented in README.md). */
+enum {
+    SB_EXIT_OK = 0,
+    SB_EXIT_FAIL = 1,        /* ran, but the answer is "no" (e.g. compare found a regression) */
+    SB_EXIT_USAGE = 2,       /* bad arguments or bad input file */
+    SB_EXIT_INTERRUPTED = 75 /* stopped by SIGTERM/SIGUSR1 after flushing: requeue with --resume (EX_TEMPFAIL) */
+};
+
+#define SB_COMMAND(id, name, summary) int cmd_##id(int argc, char **argv);
+#include "commands.def"
+#undef SB_COMMAND
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*fn)(int argc, char **argv);
+} sb_command;
+
+/* The table, NULL-terminated (pipeline/commands.c). */
+extern const sb_command sb_commands[];
+const sb_command *sb_find_command(const char *name);
+
+/* Logging: one macro for every message; adds a timestamp, the rank when an
+ * MPI job set it, and for errors the source location. */
+enum { SB_LOG_DEBUG = 0, SB_LOG_INFO = 1, SB_LOG_WARN = 2, SB_LOG_ERROR = 3 };
+void sb_log_set_rank(int rank);
+void sb_log_set_level(int level);
+void sb_log_set_stream(FILE *f); /* default stderr */
+void sb_log_write(int level, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define SB_LOG(level, ...) sb_log_write((level), __FILE__, __LINE__, __VA_ARGS__)
+#define SB_INFO(...) SB_LOG(SB_LOG_INFO, __VA_ARGS__)
+#define SB_WARN(...) SB_LOG(SB_LOG_WARN, __VA_ARGS__)
+#define SB_ERR(...) SB_LOG(SB_LOG_ERROR, __VA_ARGS__)
+
+/* Prints "sambench <cmd>: <message>" to stderr for a failed core call and
+ * returns SB_EXIT_USAGE (bad input is exit status 2 everywhere). */
+int sb_report_error(const char *cmd, const sb_error *err);
+
+#endif
