@@ -9,9 +9,11 @@
 #   make fuzz       libFuzzer targets for the file readers, FUZZ_SECONDS each
 #   make clean
 #
-# Knobs: BUILD=dir, OPT=-O2, ARCH=-march=x86-64-v3, WERROR=-Werror, CC=gcc.
+# Knobs: V=1 (show commands), BUILD=dir, OPT=-O2, ARCH=-march=x86-64-v3, WERROR=-Werror, CC=gcc.
 
 SHELL := /bin/bash
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
 BUILD ?= build
 CC := gcc
 OPT ?= -O2
@@ -95,29 +97,33 @@ _all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@$(if $(Q),echo '  CC    $<')
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(CORE_LIB): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(PIPE_LIB): $(PIPE_OBJ)
 	@mkdir -p $(dir $@)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BIN): $(BUILD)/obj/pipeline/main.o $(PIPE_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	@$(if $(Q),echo '  LD    $@')
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_UTIL_OBJ) $(PIPE_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	@$(if $(Q),echo '  LD    $@')
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(PIPE_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	@$(if $(Q),echo '  LD    $@')
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 # core/ is a library: no MPI, no exit().
 check-layout:

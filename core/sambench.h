@@ -161,14 +161,163 @@ int sb_h5_get_attr_str(sb_h5 *f, const char *obj, const char *attr, char *buf, s
 /* ===================================================================== */
 /* Tensor ops (core/ops_*.c)                                             */
 /* ===================================================================== */
-/* SECTION: ops (owned by the tensor-op work; declarations go below) */
+/* SECTION: ops */
+/*
+ * Conventions: row-major float32; `ctx` may be NULL (serial); outputs never
+ * alias inputs unless a function says "in place" or "y may equal x".
+ * Functions returning int can fail (bad sizes, scratch exhausted); the
+ * others cannot fail for valid sizes.
+ */
+
+/* ---- GEMM, linear layers, elementwise (core/ops_linear.c) ------------- */
+/* C[M,N] = alpha * op(A) op(B) + beta * C via cblas_sgemm (row-major). */
+void sb_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Token-major linear: y[M,N] = x[M,K] W[N,K]^T + b[N] (b may be NULL). */
+void sb_linear(sb_ctx *ctx, const float *x, int64_t M, int64_t K, const float *W, const float *b,
+               int64_t N, float *y);
+/* Channel-major linear (a 1x1 conv), per image: y[B][N,P] = W[N,K] x[B][K,P] + b[N]. */
+void sb_linear_cm(sb_ctx *ctx, const float *x, int64_t B, int64_t K, int64_t P, const float *W,
+                  const float *b, int64_t N, float *y);
+/* In place, elementwise. GELU is the exact erf form (MODEL.md preamble). */
+void sb_gelu(sb_ctx *ctx, float *x, int64_t n);
+void sb_relu(sb_ctx *ctx, float *x, int64_t n);
+void sb_sigmoid(sb_ctx *ctx, float *x, int64_t n);
+/* y[i] += x[i] */
+void sb_add(sb_ctx *ctx, float *y, const float *x, int64_t n);
+/* Max-subtracted softmax over the last axis, in place: x[rows, cols]. */
+void sb_softmax_rows(sb_ctx *ctx, float *x, int64_t rows, int64_t cols);
+/* LayerNorm over the last dim: y[r,:] = (x-mean)/sqrt(var+eps)*w + b, biased
+ * variance; w/b may be NULL (no affine); y may equal x. */
+void sb_layernorm(sb_ctx *ctx, const float *x, int64_t rows, int64_t C, const float *w,
+                  const float *b, float eps, float *y);
+/* Channel LayerNorm on NCHW (LayerNorm2d): statistics over C at each pixel. y may equal x. */
+void sb_layernorm2d(sb_ctx *ctx, const float *x, int64_t B, int64_t C, int64_t HW, const float *w,
+                    const float *b, float eps, float *y);
+/* Layout changes: [B,C,H,W] <-> [B,H,W,C]. */
+void sb_nchw_to_nhwc(sb_ctx *ctx, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, float *y);
+void sb_nhwc_to_nchw(sb_ctx *ctx, const float *x, int64_t B, int64_t H, int64_t W, int64_t C, float *y);
+
+/* ---- Attention (core/ops_attention.c) ---------------------------------- */
+/*
+ * Multi-head scaled-dot-product attention over `batch` independent problems
+ * (images, windows) of Lq queries x Lk keys, `heads` heads of head_dim.
+ * Element (b, l, h, d) of q is q[b*q_batch + l*q_row + h*head_dim + d]; the
+ * same for k, v and out (so [B, L, heads*hd] token-major data and strided
+ * views both fit). out = softmax(scale * q k^T + bias) v per head.
+ * Computed flash-attention style: query blocks x key blocks with a running
+ * max and sum, so no more than a block_q x block_k tile of scores exists per
+ * worker. `bias`, if set, is called for every tile after scaling and must add
+ * to scores[i*ld + j] the bias of query q0+i and key k0+j (SAM ViT's
+ * decomposed relative position). Scratch comes from `scratch` (if not NULL,
+ * so its peak measures the extra memory) or is malloc'ed.
+ */
+typedef void (*sb_attn_bias_fn)(void *arg, int64_t batch, int64_t head, int64_t q0, int64_t nq,
+                                int64_t k0, int64_t nk, float *scores, int64_t ld);
+typedef struct {
+    int64_t batch, heads, Lq, Lk, head_dim;
+    const float *q;
+    int64_t q_row, q_batch;
+    const float *k;
+    int64_t k_row, k_batch;
+    const float *v;
+    int64_t v_row, v_batch;
+    float *out;
+    int64_t o_row, o_batch;
+    float scale;
+    sb_attn_bias_fn bias; /* may be NULL */
+    void *bias_arg;
+    int64_t block_q, block_k; /* 0 = default */
+} sb_attn_args;
+int sb_attention(sb_ctx *ctx, const sb_attn_args *args, sb_arena *scratch, sb_error *err);
+/* Scratch bytes sb_attention needs for these args and thread count (for planning arenas). */
+size_t sb_attention_scratch_bytes(const sb_attn_args *args, int threads);
+
+/* ---- Convolutions and pooling (core/ops_conv.c) ------------------------ */
+/* Output length of a convolution along one axis. */
+int64_t sb_conv_out_size(int64_t in, int k, int stride, int pad);
+/* NCHW Conv2d, weight [Cout, Cin/groups, kh, kw], bias may be NULL, dilation 1,
+ * groups >= 1 (depthwise = Cin). y: [B, Cout, OH, OW]. */
+int sb_conv2d(sb_ctx *ctx, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+              const float *w, const float *b, int64_t Cout, int kh, int kw, int stride, int pad,
+              int groups, float *y, sb_arena *scratch, sb_error *err);
+/* ConvTranspose2d kernel 2 stride 2 on NCHW, weight [Cin, Cout, 2, 2] (MODEL.md 6.14).
+ * y: [B, Cout, 2H, 2W]. */
+int sb_conv_transpose2x2(sb_ctx *ctx, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                         const float *w, const float *b, int64_t Cout, float *y, sb_arena *scratch,
+                         sb_error *err);
+/* Conv3d kernel 3x3x3, stride 1, padding 1, on channels-last data
+ * x[N][T][H][W][Cin] -> y[N][T][H][W][Cout]; weight [Cout, Cin, 3, 3, 3]. */
+int sb_conv3d_3x3x3_cl(sb_ctx *ctx, const float *x, int64_t N, int64_t T, int64_t H, int64_t W,
+                       int64_t Cin, const float *w, const float *b, int64_t Cout, float *y,
+                       sb_arena *scratch, sb_error *err);
+/* 2x2 max-pool, stride 2, floor, on NHWC: [B,H,W,C] -> [B,H/2,W/2,C]. */
+void sb_maxpool2x2_nhwc(sb_ctx *ctx, const float *x, int64_t B, int64_t H, int64_t W, int64_t C,
+                        float *y);
+/* Window partition of NHWC [B,H,W,C] into [B*nWy*nWx, ws, ws, C] with zero
+ * padding at the bottom/right (Hp = ceil(H/ws)*ws); window index
+ * b*nWy*nWx + wy*nWx + wx (MODEL.md 2.2.4). */
+void sb_window_partition(sb_ctx *ctx, const float *x, int64_t B, int64_t H, int64_t W, int64_t C,
+                         int64_t ws, float *y);
+/* Inverse: [B*nW, ws, ws, C] of a padded Hp x Wp grid -> [B,H,W,C] cropped. */
+void sb_window_unpartition(sb_ctx *ctx, const float *x, int64_t B, int64_t H, int64_t W, int64_t C,
+                           int64_t ws, float *y);
+
+/* ---- Interpolation exactly as PyTorch (core/ops_interp.c) ------------- */
+/* All on planes: x[planes, H, W] -> y[planes, OH, OW]. */
+/* F.interpolate bilinear, align_corners=False, no antialias. */
+void sb_interp_bilinear(sb_ctx *ctx, const float *x, int64_t planes, int64_t H, int64_t W, float *y,
+                        int64_t OH, int64_t OW);
+/* F.interpolate mode='nearest': src = floor(dst * in / out) (PyTorch's float scale). */
+void sb_interp_nearest(sb_ctx *ctx, const float *x, int64_t planes, int64_t H, int64_t W, float *y,
+                       int64_t OH, int64_t OW);
+/* F.interpolate bicubic, align_corners=False, A = -0.75, taps clamped. */
+void sb_interp_bicubic(sb_ctx *ctx, const float *x, int64_t planes, int64_t H, int64_t W, float *y,
+                       int64_t OH, int64_t OW);
+
+/* ---- Positional encodings (core/ops_posenc.c) -------------------------- */
+/* SAM2 PositionEmbeddingSine (normalize, scale 2*pi, temperature 10000) of an
+ * H x W map: out[F, H, W] (MODEL.md 2.2.7, 6.12). */
+void sb_pe_sine(float *out, int64_t F, int64_t H, int64_t W);
+/* SAM random-Fourier encoding of n points with normalised coords (u, v) in
+ * [0,1]: out[n, 2*npf] = [sin(c), cos(c)], c = 2*pi*((2*uv - 1) G), G[2, npf]
+ * (MODEL.md 2.3). */
+void sb_pe_random_fourier(const float *G, int64_t npf, const float *uv, int64_t n, float *out);
+/* Dense grid PE (get_dense_pe): out[2*npf, H, W] at pixel centres. */
+void sb_pe_dense_grid(const float *G, int64_t npf, int64_t H, int64_t W, float *out);
+/* Axial RoPE tables for an end_x x end_y grid (MODEL.md 2.6, 6.11):
+ * cos/sin[pos, dim/2] with pos = y*end_x + x; x frequencies on pairs
+ * [0, dim/4), y on [dim/4, dim/2). */
+void sb_rope_axial_table(int64_t dim, int64_t end_x, int64_t end_y, float theta, float *cos_t,
+                         float *sin_t);
+/* Rotates adjacent channel pairs (2m, 2m+1) of x[L, dim] (row stride ld) in
+ * place; row l uses table row (l mod table_len) (rope_k_repeat). */
+void sb_rope_apply(float *x, int64_t L, int64_t dim, int64_t ld, const float *cos_t,
+                   const float *sin_t, int64_t table_len);
 
 /* END SECTION: ops */
 
 /* ===================================================================== */
 /* Weights: checkpoints, memory banks, sambench-h5 (core/weights*.c)     */
 /* ===================================================================== */
-/* SECTION: weights (owned by the weights work; declarations go below) */
+/* SECTION: weights */
+/*
+ * The model-facing contract (models call only these to find their tensors);
+ * the weights work adds loading options, writers and the memory bank below.
+ */
+typedef struct sb_weights sb_weights;
+/* Loads a checkpoint: torch .pth/.pt zip or sambench-h5, picked by content. */
+int sb_weights_load(sb_weights **out, const char *path, sb_error *err);
+void sb_weights_free(sb_weights *w);
+/* 1 if the tensor exists. */
+int sb_weights_has(const sb_weights *w, const char *key);
+/* Shape of a tensor; SB_EKEY if missing. */
+int sb_weights_shape(const sb_weights *w, const char *key, int *ndim, int64_t shape[SB_MAX_DIMS],
+                     sb_error *err);
+/* The tensor as float32 with exactly this shape (ndim < 0: any shape); NULL
+ * with an error naming the file, the key, and the expected and found shape. */
+const float *sb_weights_get(const sb_weights *w, const char *key, int ndim, const int64_t *shape,
+                            sb_error *err);
 
 /* END SECTION: weights */
 
