@@ -241,16 +241,27 @@ int64_t sb_conv_out_size(int64_t in, int k, int stride, int pad);
 int sb_conv2d(sb_ctx *ctx, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
               const float *w, const float *b, int64_t Cout, int kh, int kw, int stride, int pad,
               int groups, float *y, sb_arena *scratch, sb_error *err);
+/* Scratch bytes sb_conv2d takes from its arena for these sizes (0 for the
+ * 1x1 and depthwise paths). The im2col tile is bounded: at most
+ * max(8 MiB, Cin/groups*kh*kw*OW*4) bytes whatever H, W and B. */
+size_t sb_conv2d_scratch_bytes(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int kh,
+                               int kw, int stride, int pad, int groups);
 /* ConvTranspose2d kernel 2 stride 2 on NCHW, weight [Cin, Cout, 2, 2] (MODEL.md 6.14).
  * y: [B, Cout, 2H, 2W]. */
 int sb_conv_transpose2x2(sb_ctx *ctx, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
                          const float *w, const float *b, int64_t Cout, float *y, sb_arena *scratch,
                          sb_error *err);
+/* Its scratch bytes (a tile of at most max(8 MiB, Cout*4*W*4) bytes). */
+size_t sb_conv_transpose2x2_scratch_bytes(int64_t Cout, int64_t H, int64_t W);
 /* Conv3d kernel 3x3x3, stride 1, padding 1, on channels-last data
  * x[N][T][H][W][Cin] -> y[N][T][H][W][Cout]; weight [Cout, Cin, 3, 3, 3]. */
 int sb_conv3d_3x3x3_cl(sb_ctx *ctx, const float *x, int64_t N, int64_t T, int64_t H, int64_t W,
                        int64_t Cin, const float *w, const float *b, int64_t Cout, float *y,
                        sb_arena *scratch, sb_error *err);
+/* Its scratch bytes: the repacked weight plus a tile of whole frames of about
+ * 8 MiB (at least one frame). */
+size_t sb_conv3d_3x3x3_cl_scratch_bytes(int64_t N, int64_t T, int64_t H, int64_t W, int64_t Cin,
+                                        int64_t Cout);
 /* 2x2 max-pool, stride 2, floor, on NHWC: [B,H,W,C] -> [B,H/2,W/2,C]. */
 void sb_maxpool2x2_nhwc(sb_ctx *ctx, const float *x, int64_t B, int64_t H, int64_t W, int64_t C,
                         float *y);
@@ -319,7 +330,395 @@ int sb_weights_shape(const sb_weights *w, const char *key, int *ndim, int64_t sh
 const float *sb_weights_get(const sb_weights *w, const char *key, int ndim, const int64_t *shape,
                             sb_error *err);
 
+/* ---- extended weights API (core/weights.c, weights_torch.c, weights_h5.c) */
+/* Element types as found in files; loaded tensors are always float32. */
+enum sb_dtype {
+    SB_DT_F32 = 0, SB_DT_F64, SB_DT_F16, SB_DT_BF16, SB_DT_I64, SB_DT_I32, SB_DT_I16, SB_DT_I8,
+    SB_DT_U8, SB_DT_BOOL, SB_DT_COUNT
+};
+const char *sb_dtype_name(int dtype); /* "float32", "bfloat16", ... */
+
+/* File formats, recognised by content (never by name). */
+enum sb_file_format {
+    SB_FMT_UNKNOWN = 0,
+    SB_FMT_TORCH_ZIP,    /* torch.save >= 1.6: zip of data.pkl + data/<key> */
+    SB_FMT_TORCH_LEGACY, /* torch.save(_use_new_zipfile_serialization=False) */
+    SB_FMT_PICKLE,       /* plain pickle.dump (the memory bank) */
+    SB_FMT_H5            /* sambench-h5 (or any HDF5 file) */
+};
+int sb_file_format(const char *path, int *fmt, sb_error *err);
+const char *sb_file_format_name(int fmt);
+
+/* Loading options. Zero-initialise, then set what you need. */
+typedef struct {
+    /* The dict key holding the state dict (e.g. "state_dict"). NULL: the
+     * value of "model" when the top level has it (SAM2 family), else the
+     * top level itself (SAM / MedSAM). */
+    const char *unwrap;
+    /* Removed from the front of every key that has it (e.g. "module."). */
+    const char *strip_prefix;
+    /* If set, the loaded tensors are validated against this variant's table
+     * (sb_weights_validate, SB_VALIDATE_FULL). */
+    const char *variant;
+    /* With variant: missing keys are created (random values from
+     * init_seed, as init-random would) instead of failing; the list is in
+     * sb_weights_initialised(). */
+    int allow_missing;
+    uint64_t init_seed;
+} sb_weights_opts;
+int sb_weights_load_ex(sb_weights **out, const char *path, const sb_weights_opts *opts,
+                       sb_error *err);
+
+/* Iteration over the tensors in file order. */
+typedef struct {
+    const char *name;
+    int dtype; /* element type in the file */
+    int ndim;
+    int64_t shape[SB_MAX_DIMS];
+    int64_t numel;
+    uint64_t file_bytes; /* numel * size of dtype */
+    const float *data;   /* float32 copy */
+} sb_tensor_info;
+size_t sb_weights_count(const sb_weights *w);
+int sb_weights_info(const sb_weights *w, size_t i, sb_tensor_info *out);
+int64_t sb_weights_parameters(const sb_weights *w); /* sum of numel */
+int sb_weights_file_format(const sb_weights *w);
+const char *sb_weights_path(const sb_weights *w);
+/* Keys created by allow_missing, one per line ("" if none). */
+const char *sb_weights_initialised(const sb_weights *w);
+
+/* Variants: "samed2", "sam2_hiera_s", "sam2_hiera_t", "sam_vit_b" (key and
+ * shape tables of the official checkpoints, embedded). */
+int sb_variant_known(const char *variant);
+const char *sb_variant_names(void); /* "samed2|sam2_hiera_s|sam2_hiera_t|sam_vit_b" */
+int64_t sb_variant_tensor_count(const char *variant);
+/* SB_VALIDATE_FULL: every key of the table with exactly its shape, and no
+ * unexpected key under a module the model uses. SB_VALIDATE_STRUCTURE (for
+ * reduced-size configs such as the test fixtures): key names with their
+ * layer/block indices abstracted must belong to the table's set and have
+ * the same number of dimensions; every pattern of the table must occur.
+ * Errors name the key and the expected and found shape. */
+enum { SB_VALIDATE_FULL = 0, SB_VALIDATE_STRUCTURE = 1 };
+int sb_weights_validate(const sb_weights *w, const char *variant, int mode, sb_error *err);
+
+/* Writers. The torch writer produces what torch.save(obj) of torch 1.13
+ * produces: a zip (stored entries, 64-byte aligned data, data descriptors)
+ * of <archive>/data.pkl (pickle protocol 2), <archive>/data/<i> and
+ * <archive>/version; obj = {"model": OrderedDict} when wrap_model, else the
+ * bare OrderedDict. Tensors are float32, contiguous, on "cpu". */
+typedef struct sb_torch_writer sb_torch_writer;
+int sb_torch_writer_open(sb_torch_writer **out, const char *path, int wrap_model, sb_error *err);
+int sb_torch_writer_add(sb_torch_writer *tw, const char *name, int ndim, const int64_t *shape,
+                        const float *data, sb_error *err);
+/* Writes data.pkl and the directory, closes; frees tw in every case. */
+int sb_torch_writer_close(sb_torch_writer *tw, sb_error *err);
+void sb_torch_writer_abort(sb_torch_writer *tw); /* closes and deletes the file */
+/* Random weights with exactly the variant's keys and shapes (layout of the
+ * official file: {"model": ...} for the SAM2 family, bare for sam_vit_b). */
+int sb_weights_init_random(const char *path, const char *variant, uint64_t seed, sb_error *err);
+/* The deterministic values init-random writes for one tensor. */
+void sb_weights_random_values(const char *key, int ndim, const int64_t *shape, uint64_t seed,
+                              float *out);
+/* sambench-h5: one float32 dataset per tensor named by its key, attributes
+ * "sambench_format" = "sambench-weights-1", "source", "source_sha256" on the
+ * root and "dtype" (original) on each dataset. */
+int sb_weights_save_h5(const sb_weights *w, const char *path, const char *source,
+                       const char *source_sha256, sb_error *err);
+
+/* ---- memory bank (core/weights_bank.c) ---------------------------------- */
+/*
+ * memory_bank_list_<N>.pkl (MODEL.md 4.1): a pickle.dump'ed list of N
+ * entries [maskmem_features (1,C,H,W), maskmem_pos_enc (1,C,H,W), iou (0-d),
+ * backbone_features (L)], each tensor pickled as _rebuild_tensor_v2 of a
+ * torch.storage._load_from_bytes(legacy torch.save blob) storage, possibly a
+ * strided view with an offset into a larger storage, from any device.
+ * In memory every entry owns compact arrays: a slot whose tensors are bf16 in
+ * every entry is kept as bf16 bit patterns (uint16_t, convert on use with
+ * sb_bank_to_f32), otherwise float32 (values converted at load). The file
+ * is read in two passes (structure, then payload with pread), so the peak
+ * memory is the payload plus one strided span, never two copies.
+ * Entries are pointer arrays so an update can move an entry to the end
+ * (MODEL.md 4.3) without copying payload.
+ */
+typedef struct sb_bank {
+    int64_t n;            /* entries */
+    int64_t C, H, W;      /* maskmem_features / maskmem_pos_enc are (1, C, H, W) */
+    int64_t feat_len;     /* backbone_features length (C2*H*W, NCHW order) */
+    int mem_dtype;        /* SB_DT_BF16 (uint16_t payload) or SB_DT_F32 (float) */
+    int pos_dtype;        /* idem for maskmem_pos_enc */
+    int feat_dtype;       /* idem for backbone_features */
+    int iou_dtype;        /* iou dtype in the file (SB_DT_F32 or SB_DT_BF16); iou[] is float */
+    void **maskmem;       /* n arrays of C*H*W elements (NCHW) */
+    void **pos;           /* n arrays of C*H*W elements */
+    void **feat;          /* n arrays of feat_len elements */
+    float *iou;           /* n values (bf16 values exactly) */
+    uint64_t payload_bytes; /* bytes of all entry arrays: the resident size of the bank */
+    char location[32];    /* device the tensors were pickled from, e.g. "cuda:0" */
+} sb_bank;
+int sb_bank_load(sb_bank **out, const char *path, sb_error *err);
+void sb_bank_free(sb_bank *b);
+/* Converts n elements of a payload array (dtype SB_DT_BF16 or SB_DT_F32) to float32. */
+void sb_bank_to_f32(const void *payload, int dtype, int64_t n, float *out);
+/* Streaming writer of the same format (location e.g. "cuda:0"); payloads
+ * are given in their dtype (uint16_t bf16 bits or float). iou_dtype is
+ * SB_DT_F32 or SB_DT_BF16. */
+typedef struct sb_bank_writer sb_bank_writer;
+int sb_bank_writer_open(sb_bank_writer **out, const char *path, const char *location,
+                        sb_error *err);
+int sb_bank_writer_add(sb_bank_writer *bw, int64_t C, int64_t H, int64_t W, int mem_dtype,
+                       const void *maskmem, const void *pos, int iou_dtype, float iou,
+                       int64_t feat_len, int feat_dtype, const void *feat, sb_error *err);
+int sb_bank_writer_close(sb_bank_writer *bw, sb_error *err); /* frees bw */
+int sb_bank_save(const sb_bank *b, const char *path, const char *location, sb_error *err);
+
 /* END SECTION: weights */
+
+/* ===================================================================== */
+/* SAM v1 ViT image encoder (core/vit_encoder.c) and the sam/medsam      */
+/* flow's configuration (core/sam_vit_model.c)                           */
+/* ===================================================================== */
+/* SECTION: sam_vit */
+/*
+ * segment_anything ImageEncoderViT (MODEL.md 2.8): patch embed, absolute
+ * position embedding, `depth` blocks with windowed (zero-padded) or global
+ * attention with decomposed relative position bias, MLP with GELU, neck.
+ * Layouts: the input image is NCHW [B,3,S,S]; blocks run NHWC; the output
+ * is NCHW [B,out_chans,S/p,S/p].
+ */
+#define SB_VIT_MAX_DEPTH 64
+
+typedef struct sb_vit_config {
+    /* image encoder */
+    int embed_dim;    /* encoder_embed_dim (768 for ViT-B) */
+    int depth;        /* encoder_depth (12) */
+    int num_heads;    /* encoder_num_heads (12) */
+    int n_global;     /* number of encoder_global_attn_indexes */
+    int global_idx[SB_VIT_MAX_DEPTH];
+    int window_size;  /* 14 */
+    int image_size;   /* 1024 */
+    int patch_size;   /* vit_patch_size, 16 */
+    int mlp_dim;      /* embed_dim * mlp_ratio (4) */
+    int out_chans;    /* prompt_embed_dim (256): neck output channels */
+    /* prompt encoder / mask decoder (SAM v1) */
+    int decoder_mlp_dim;     /* 2048 */
+    int decoder_num_heads;   /* 8 */
+    int decoder_depth;       /* 2 */
+    int iou_head_hidden_dim; /* 256 */
+    int mask_in_chans;       /* 16 */
+} sb_vit_config;
+
+/* The ViT-B constants of segment_anything's build_sam_vit_b. */
+void sb_vit_config_vit_b(sb_vit_config *cfg);
+/* Reads a config: a JSON file with a `hyper_parameters` object (the fixture
+ * *_config.json) or a YAML file (configs/models/NAME.yaml) with a
+ * `hyper_parameters` mapping; keys as in segment_anything's _build_sam
+ * (encoder_embed_dim, encoder_depth, encoder_num_heads,
+ * encoder_global_attn_indexes, image_size, vit_patch_size, window_size,
+ * prompt_embed_dim, decoder_mlp_dim, decoder_num_heads, decoder_depth,
+ * iou_head_hidden_dim, mask_in_chans; optional mlp_ratio). Missing keys keep
+ * the ViT-B values; unknown keys are ignored (every value that shapes the
+ * computation is checked against the weights). */
+int sb_vit_config_load(sb_vit_config *cfg, const char *path, sb_error *err);
+/* Infers the hyper-parameters from a SAM v1 state dict (image_encoder.*,
+ * prompt_encoder.*, mask_decoder.*); decoder_num_heads cannot be seen in the
+ * weights and stays 8. */
+int sb_vit_config_infer(sb_vit_config *cfg, const sb_weights *w, sb_error *err);
+/* Checks a config against the weights' shapes (every encoder tensor and the
+ * decoder dimensions); the error names the key and both shapes. */
+int sb_vit_config_check(const sb_vit_config *cfg, const sb_weights *w, sb_error *err);
+/* One line "embed 768 depth 12 heads 12 window 14 global [2,5,8,11] ...". */
+void sb_vit_config_format(const sb_vit_config *cfg, char *buf, size_t cap);
+
+/* Debug-dump hook: called with every intermediate tensor the model exposes
+ * (names as in the golden HDF5 files, e.g. "encoder/block_03"). */
+typedef void (*sb_dump_fn)(void *arg, const char *name, const float *data, int ndim,
+                           const int64_t *shape);
+
+/* The encoder itself and the flow are reached through the generic model API
+ * (sb_model_create with SB_FLOW_SAM / SB_FLOW_MEDSAM); their internals are
+ * in core/sam_vit_internal.h. */
+
+/* END SECTION: sam_vit */
+
+/* ===================================================================== */
+/* Models: configuration, SAM2 family, the generic model API             */
+/* (core/model_config.c, core/sam2_model.c, core/hiera.c,                */
+/*  core/fpn_neck.c, core/prompt_encoder.c, core/mask_decoder.c)         */
+/* ===================================================================== */
+/* SECTION: models */
+/*
+ * One opaque sb_model per loaded network, driven by a flow (the step
+ * function of the reference benchmark, MODEL.md 1.3-1.6). Images are NCHW
+ * float32 [B,3,S,S] in [0,1] (no normalisation, MODEL.md 1.1) with S the
+ * configured image_size; boxes are [B,4] x0,y0,x1,y1 in pixels of that
+ * S x S frame.
+ */
+enum sb_flow {
+    SB_FLOW_SAMED2 = 0, /* validation_step: Hiera-S + adapters + memory bank */
+    SB_FLOW_SAM2 = 1,   /* validation_step_sam2: + no_mem_embed, bilinear    */
+    SB_FLOW_MEDSAM2 = 2,/* validation_step_medsam2: nearest final upsample   */
+    SB_FLOW_SAM = 3,    /* validation_step_sam (SAM ViT-B)                   */
+    SB_FLOW_MEDSAM = 4, /* same network, MedSAM weights                      */
+    SB_FLOW_COUNT = 5
+};
+/* "samed2", "sam2", "medsam2", "sam", "medsam"; NULL if out of range. */
+const char *sb_flow_name(int flow);
+/* Returns the flow or -1 for an unknown name. */
+int sb_flow_parse(const char *name);
+
+/* Trunk kinds selected by the config's image_encoder.trunk._target_. */
+enum sb_trunk_kind {
+    SB_TRUNK_HIERA_SAM2 = 0, /* ...backbones.hieradet_sam2.Hiera (sam2, medsam2)      */
+    SB_TRUNK_HIERA_ADAPTER = 1 /* ...backbones.hieradet.Hiera (SAMed-2, adapters)     */
+};
+
+#define SB_CFG_MAX_STAGES 8
+#define SB_CFG_MAX_BLOCKS 64
+#define SB_CFG_MAX_LEVELS 8
+
+/* The SAM2-family hyper-parameters (MODEL.md 2.1). Values the YAML leaves
+ * to the constructors take the constructors' defaults; the decoder's are
+ * fixed by SAM2Base._build_sam_heads. */
+typedef struct sb_sam2_config {
+    int trunk_kind; /* enum sb_trunk_kind */
+    int image_size; /* 1024 */
+    /* Hiera trunk */
+    int embed_dim, num_heads;            /* 96, 1 */
+    int n_stages;                        /* 4 */
+    int stages[SB_CFG_MAX_STAGES];       /* S: 1,2,11,2; T: 1,2,7,2 */
+    int window_spec[SB_CFG_MAX_STAGES];  /* 8,4,14,7 */
+    int n_global;
+    int global_att_blocks[SB_CFG_MAX_BLOCKS]; /* S: 7,10,13; T: 5,7,9 */
+    int pos_bkg_h, pos_bkg_w;            /* window_pos_embed_bkg_spatial_size 7,7 */
+    int q_pool, q_stride;                /* 3, 2 */
+    double dim_mul, head_mul, mlp_ratio; /* 2, 2, 4 */
+    int adapter_channels, adapter_d_size;/* 32, 2 (SB_TRUNK_HIERA_ADAPTER only) */
+    /* FPN neck (+ ImageEncoder scalp) */
+    int d_model;                                /* 256 */
+    int n_levels;                               /* len(backbone_channel_list) = 4 */
+    int backbone_channel_list[SB_CFG_MAX_LEVELS]; /* 768,384,192,96 */
+    int n_top_down;
+    int fpn_top_down_levels[SB_CFG_MAX_LEVELS]; /* 2,3 */
+    int fpn_interp_nearest;                     /* fpn_interp_model: 1 nearest, 0 bilinear */
+    int fuse_avg;                               /* fuse_type avg (1) or sum (0) */
+    int scalp;                                  /* 1 */
+    int pe_num_pos_feats;                       /* neck PositionEmbeddingSine: 256 */
+    double pe_temperature;                      /* 10000 */
+    /* SAM2Base */
+    int backbone_stride;             /* 16 */
+    int directly_add_no_mem_embed;   /* 1 */
+    int use_high_res_features;       /* 1 */
+    int iou_prediction_use_sigmoid;  /* 1 */
+    int pred_obj_scores, pred_obj_scores_mlp; /* 1, 1 */
+    int num_maskmem;                 /* 7 */
+    double sigmoid_scale_for_mem_enc, sigmoid_bias_for_mem_enc; /* 20, -10 */
+    /* prompt encoder / mask decoder (fixed by SAM2Base, MODEL.md 2.1) */
+    int mask_in_chans;        /* 16 */
+    int num_multimask_outputs;/* 3 */
+    int decoder_depth, decoder_mlp_dim, decoder_num_heads; /* 2, 2048, 8 */
+    int iou_head_depth, iou_head_hidden_dim;               /* 3, 256 */
+    int dynamic_multimask;    /* 1 (build_sam2's extra args, eval mode) */
+    double stability_delta, stability_thresh; /* 0.05, 0.98 */
+    /* memory attention / encoder (read for SAMed-2; unused by sam2/medsam2) */
+    int mem_attn_d_model, mem_attn_layers, mem_attn_ffn, mem_attn_heads; /* 256, 4, 2048, 1 */
+    int mem_attn_kv_in_dim;                 /* 64 */
+    double mem_attn_rope_theta;             /* 10000 */
+    int mem_attn_feat_h, mem_attn_feat_w;   /* 32, 32 */
+    int mem_enc_out_dim, mem_enc_in_dim;    /* 64, 256 */
+    int mem_enc_pe_num_pos_feats;           /* 64 */
+    int mem_ds_kernel, mem_ds_stride, mem_ds_padding, mem_ds_embed_dim, mem_ds_total_stride; /* 3,2,1,256,16 */
+    int mem_fuser_layers, mem_fuser_dim, mem_fuser_kernel, mem_fuser_padding; /* 2,256,7,3 */
+} sb_sam2_config;
+
+/* The official full-size values of a release: flow SB_FLOW_SAMED2 ->
+ * sam2_hiera_s.yaml, SB_FLOW_SAM2 -> sam2_hiera_s_original.yaml,
+ * SB_FLOW_MEDSAM2 -> sam2_hiera_t_original.yaml. */
+int sb_sam2_config_default(sb_sam2_config *cfg, int flow, sb_error *err);
+/* Reads a hydra YAML (`model:` mapping) or a fixture JSON
+ * (`full_model_cfg_after_overrides` mapping) with libyaml; `_target_`
+ * names select the trunk; missing values take the constructors' defaults. */
+int sb_sam2_config_load(sb_sam2_config *cfg, const char *path, sb_error *err);
+/* Consistency of the numbers among themselves (stages vs windows etc.). */
+int sb_sam2_config_validate(const sb_sam2_config *cfg, sb_error *err);
+
+/* ---- The generic model API (every flow) -------------------------------- */
+typedef struct sb_model sb_model;
+
+typedef struct sb_model_options {
+    int flow;                 /* enum sb_flow */
+    const char *config_path;  /* NULL: the release defaults of the flow */
+    const sb_weights *weights;/* borrowed, must outlive the model; NULL with random_weights */
+    int random_weights;       /* 1: deterministic random tensors of the official shapes */
+    uint64_t seed;            /* for random_weights */
+} sb_model_options;
+
+/* Reads the config, binds every tensor the flow uses (shapes checked
+ * against the config; the error names key, expected and found shape) and
+ * precomputes the constant tables (position embeddings). */
+int sb_model_create(sb_model **out, const sb_model_options *opt, sb_ctx *ctx, sb_error *err);
+void sb_model_free(sb_model *m);
+int sb_model_flow(const sb_model *m);
+/* S: the input images are [B,3,S,S]. */
+int64_t sb_model_image_size(const sb_model *m);
+/* Side of the low-resolution logits (4 x the embedding size: 256 at 1024). */
+int64_t sb_model_lowres_size(const sb_model *m);
+/* One line describing the network (trunk, dims, blocks). */
+void sb_model_describe(const sb_model *m, char *buf, size_t cap);
+/* The SAM2 config (NULL for the ViT flows). */
+const sb_sam2_config *sb_model_sam2_config(const sb_model *m);
+
+/* Per-module profile filled by sb_model_forward when passed (times summed
+ * over calls, FLOPs as MODEL.md 5 counts them: 2 x GEMM/conv MACs,
+ * attention 2*Lq*Lk*hd per head and product, padded windows). */
+#define SB_PROFILE_MAX 64
+typedef struct sb_profile {
+    int n;
+    char name[SB_PROFILE_MAX][32];
+    double seconds[SB_PROFILE_MAX];
+    double flops[SB_PROFILE_MAX];
+    int64_t images; /* images processed */
+} sb_profile;
+
+typedef struct sb_prompts {
+    const float *boxes;          /* [B,4] or NULL */
+    const float *points;         /* [B,n_points,2] (x,y) pixels, or NULL */
+    const int32_t *point_labels; /* [B,n_points]: 1 fg, 0 bg, -1 padding, 2/3 box corners */
+    int64_t n_points;
+} sb_prompts;
+
+typedef struct sb_forward_options {
+    int64_t out_h, out_w;  /* size of the final logits; 0 = image size S */
+    float threshold;       /* binary mask = logit > threshold; the flows use 0.5 */
+    sb_dump_fn dump;       /* intermediate tensors under the golden files' names */
+    void *dump_arg;
+    sb_profile *profile;   /* may be NULL */
+} sb_forward_options;
+/* Default options: out = S x S, threshold 0.5, no dump, no profile. */
+void sb_forward_options_default(sb_forward_options *o);
+
+/* Outputs of one batch; buffers owned by the struct (sb_model_output_free). */
+typedef struct sb_model_output {
+    int64_t B, low_h, low_w, out_h, out_w;
+    float *low_res; /* [B,1,low_h,low_w] mask logits after selection */
+    float *iou;     /* [B,1] */
+    float *logits;  /* [B,1,out_h,out_w] final logits (bilinear or nearest per flow) */
+    uint8_t *mask;  /* [B,1,out_h,out_w] 0/1: logits > threshold */
+} sb_model_output;
+void sb_model_output_free(sb_model_output *o);
+
+/* Runs the flow on a batch. images [B,3,S,S]; prompts: boxes (the flows)
+ * and/or points. Fills *out (allocating or reusing its buffers). The
+ * activations live in an arena planned on the first call for a batch size
+ * and reused afterwards. */
+int sb_model_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B,
+                     const sb_prompts *prompts, const sb_forward_options *opt,
+                     sb_model_output *out, sb_error *err);
+/* Peak bytes of the activation arena so far (the memory plan). */
+size_t sb_model_arena_peak(const sb_model *m);
+/* Bytes of the weights the model holds or references. */
+size_t sb_model_weight_bytes(const sb_model *m);
+
+/* END SECTION: models */
 
 /* ===================================================================== */
 /* Utilities                                                             */
