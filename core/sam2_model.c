@@ -1,0 +1,625 @@
+/*
+ * The generic model object (sb_model_*) and the SAM2-family flows
+ * `sam2` (validation_step_sam2, MODEL.md 1.3) and `medsam2`
+ * (validation_step_medsam2, 1.4): forward_image (trunk, neck, conv_s0/s1),
+ * the level-2 feature step (no_mem_embed / nothing / SAMed-2's hook), the
+ * prompt encoder and the mask decoder, then the final upsampling
+ * (bilinear / nearest) and the 0.5 logit threshold.
+ * Also the weight binder (checkpoint or deterministic random tensors), the
+ * per-module profiler and the dump helpers shared by the model files.
+ */
+#include "sam2_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- weight binder ----------------------------------------------------------- */
+void sb_wbind_init(sb_wbind *b, const sb_weights *w, uint64_t seed)
+{
+    memset(b, 0, sizeof *b);
+    b->w = w;
+    b->seed = seed;
+}
+
+void sb_wbind_release(sb_wbind *b)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < b->n_owned; i++)
+        free(b->owned[i]);
+    free(b->owned);
+    b->owned = NULL;
+    b->n_owned = b->cap_owned = 0;
+}
+
+int sb_wbind_has(const sb_wbind *b, const char *key) { return b->w ? sb_weights_has(b->w, key) : 0; }
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static const float *random_tensor(sb_wbind *b, const char *key, int ndim, const int64_t *shape,
+                                  sb_error *err)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    float *t = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!t || (b->n_owned == b->cap_owned &&
+               !(b->owned = realloc(b->owned, (size_t)(b->cap_owned = b->cap_owned * 2 + 64) * sizeof(float *))))) {
+        free(t);
+        sb_fail(err, SB_ENOMEM, "random weights: cannot allocate %s", key);
+        return NULL;
+    }
+    b->owned[b->n_owned++] = t;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a of the key, mixed with the seed */
+    for (const char *c = key; *c; c++)
+        h = (h ^ (uint8_t)*c) * 1099511628211ULL;
+    uint64_t st = h ^ (b->seed * 0x9e3779b97f4a7c15ULL);
+    float scale, offset = 0.0f;
+    if (ndim == 1 && ends_with(key, ".weight")) { /* norm scales */
+        scale = 0.1f;
+        offset = 1.0f;
+    } else if (ndim == 1) { /* biases */
+        scale = 0.02f;
+    } else if (strstr(key, "gaussian_matrix")) {
+        scale = 1.0f;
+    } else {
+        int64_t fan_in = shape[0] > 0 ? n / shape[0] : 1;
+        scale = 1.0f / sqrtf((float)(fan_in > 0 ? fan_in : 1));
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double u = (double)(splitmix64(&st) >> 11) * (1.0 / 9007199254740992.0);
+        t[i] = offset + scale * (float)(2.0 * u - 1.0);
+    }
+    return t;
+}
+
+const float *sb_wbind_get(sb_wbind *b, const char *key, int ndim, const int64_t *shape,
+                          sb_error *err)
+{
+    const float *p;
+    if (b->w)
+        p = sb_weights_get(b->w, key, ndim, shape, err);
+    else
+        p = random_tensor(b, key, ndim, shape, err);
+    if (p) {
+        int64_t n = 1;
+        for (int i = 0; i < ndim; i++)
+            n *= shape[i];
+        b->bytes += (size_t)n * sizeof(float);
+        b->tensors++;
+    }
+    return p;
+}
+
+const float *sb_wbind_getf(sb_wbind *b, sb_error *err, int ndim, const int64_t *shape,
+                           const char *fmt, ...)
+{
+    char key[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(key, sizeof key, fmt, ap);
+    va_end(ap);
+    return sb_wbind_get(b, key, ndim, shape, err);
+}
+
+/* ---- profiler ------------------------------------------------------------------ */
+double sb_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void sb_modprof_end(sb_modprof *mp)
+{
+    if (!mp || !mp->p || mp->cur < 0)
+        return;
+    mp->p->seconds[mp->cur] += sb_now_seconds() - mp->t0;
+    mp->cur = -1;
+}
+
+void sb_modprof_begin(sb_modprof *mp, const char *name)
+{
+    if (!mp || !mp->p)
+        return;
+    sb_modprof_end(mp);
+    sb_profile *p = mp->p;
+    int i;
+    for (i = 0; i < p->n; i++)
+        if (strcmp(p->name[i], name) == 0)
+            break;
+    if (i == p->n) {
+        if (p->n >= SB_PROFILE_MAX)
+            i = SB_PROFILE_MAX - 1; /* lump the overflow into the last entry */
+        else {
+            snprintf(p->name[i], sizeof p->name[i], "%s", name);
+            p->seconds[i] = p->flops[i] = 0;
+            p->n++;
+        }
+    }
+    mp->cur = i;
+    mp->t0 = sb_now_seconds();
+}
+
+/* ---- dump helpers ------------------------------------------------------------- */
+void sb_dump4(sb_dump_fn dump, void *arg, const char *name, const float *data, int64_t d0,
+              int64_t d1, int64_t d2, int64_t d3)
+{
+    if (!dump)
+        return;
+    int64_t s[4] = {d0, d1, d2, d3};
+    dump(arg, name, data, 4, s);
+}
+
+void sb_dump3(sb_dump_fn dump, void *arg, const char *name, const float *data, int64_t d0,
+              int64_t d1, int64_t d2)
+{
+    if (!dump)
+        return;
+    int64_t s[3] = {d0, d1, d2};
+    dump(arg, name, data, 3, s);
+}
+
+void sb_dump2(sb_dump_fn dump, void *arg, const char *name, const float *data, int64_t d0,
+              int64_t d1)
+{
+    if (!dump)
+        return;
+    int64_t s[2] = {d0, d1};
+    dump(arg, name, data, 2, s);
+}
+
+/* ---- SAM2-family network ------------------------------------------------------- */
+static void sam2_net_free(void *p)
+{
+    sb_sam2_net *n = p;
+    if (!n)
+        return;
+    sb_hiera_release(&n->trunk);
+    sb_fpn_neck_release(&n->neck);
+    sb_prompt_encoder_release(&n->pe);
+    free(n);
+}
+
+static size_t sam2_arena_bound(const sb_model *m, int64_t B)
+{
+    const sb_sam2_net *n = m->impl;
+    /* generous upper bound (virtual; only touched pages count): every
+     * stage output twice, the level maps, 4 chunk buffers per block and
+     * the decoder's upscaled maps. */
+    int64_t S = m->image_size, H0 = n->trunk.H0;
+    double f = 0;
+    f += 4.0 * (double)B * (double)(H0 * H0) * n->cfg.embed_dim * 4.0;             /* ping-pong, norm, shortcut */
+    f += 2.0 * (double)B * (double)(H0 * H0) * n->cfg.d_model * 1.5;               /* levels */
+    f += 16.0 * 8192.0 * 4.0 * 3.0 * n->cfg.embed_dim * 8.0;                       /* chunks */
+    f += 64.0 * (double)B * (double)(S * S);                                       /* decoder, final */
+    f += (double)B * 3 * 49 * (double)(H0 * H0) * 2.0;                             /* patch im2col */
+    return (size_t)(f * sizeof(float)) + ((size_t)64 << 20);
+}
+
+static int check_finite(const float *x, int64_t n, const char *what, sb_error *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return sb_fail(err, SB_ENUMERIC, "%s: element %lld is %s", what, (long long)i,
+                           isnan(x[i]) ? "NaN" : "infinite");
+    return SB_OK;
+}
+
+static int output_reserve(sb_model_output *o, int64_t B, int64_t lh, int64_t lw, int64_t oh, int64_t ow,
+                          sb_error *err)
+{
+    if (o->B != B || o->low_h != lh || o->low_w != lw || o->out_h != oh || o->out_w != ow || !o->low_res) {
+        sb_model_output_free(o);
+        o->low_res = malloc((size_t)(B * lh * lw) * sizeof(float));
+        o->iou = malloc((size_t)B * sizeof(float));
+        o->logits = malloc((size_t)(B * oh * ow) * sizeof(float));
+        o->mask = malloc((size_t)(B * oh * ow));
+        if (!o->low_res || !o->iou || !o->logits || !o->mask) {
+            sb_model_output_free(o);
+            return sb_fail(err, SB_ENOMEM, "model output: cannot allocate %lld x %lld x %lld logits", (long long)B,
+                           (long long)oh, (long long)ow);
+        }
+        o->B = B;
+        o->low_h = lh;
+        o->low_w = lw;
+        o->out_h = oh;
+        o->out_w = ow;
+    }
+    return SB_OK;
+}
+
+void sb_model_output_free(sb_model_output *o)
+{
+    if (!o)
+        return;
+    free(o->low_res);
+    free(o->iou);
+    free(o->logits);
+    free(o->mask);
+    memset(o, 0, sizeof *o);
+}
+
+static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B, const sb_prompts *prompts,
+                        const sb_forward_options *opt, sb_model_output *out, sb_arena *a, sb_modprof *mp,
+                        sb_error *err)
+{
+    sb_sam2_net *n = m->impl;
+    const sb_sam2_config *cfg = &n->cfg;
+    int64_t S = m->image_size, C = cfg->d_model, e = n->emb, HW = e * e;
+    int64_t OH = opt->out_h > 0 ? opt->out_h : S, OW = opt->out_w > 0 ? opt->out_w : S;
+    sb_dump_fn dump = opt->dump;
+    void *da = opt->dump_arg;
+    int kept = sb_fpn_neck_levels_out(&n->neck);
+    int rc = SB_OK;
+    size_t mark = sb_arena_mark(a);
+#define ALLOC(ptr, count, what)                                                                  \
+    do {                                                                                         \
+        if (!((ptr) = sb_arena_alloc_checked(a, (size_t)(count) * sizeof(float), what, err))) {  \
+            rc = err->code;                                                                      \
+            goto done;                                                                           \
+        }                                                                                        \
+    } while (0)
+    float *lev[SB_CFG_MAX_LEVELS] = {0}, *stage[SB_CFG_MAX_STAGES] = {0};
+    for (int l = 0; l < kept; l++)
+        ALLOC(lev[l], B * n->neck.side[l] * n->neck.side[l] * C, "fpn level");
+    /* forward_image */
+    {
+        size_t m2 = sb_arena_mark(a);
+        for (int s = 0; s < n->trunk.n_stages; s++) {
+            int64_t side = sb_hiera_stage_side(&n->trunk, s);
+            ALLOC(stage[s], B * side * side * sb_hiera_stage_dim(&n->trunk, s), "trunk stage output");
+        }
+        if ((rc = sb_hiera_forward(&n->trunk, ctx, images, B, stage, a, mp, dump, da, err)))
+            goto done;
+        if ((rc = sb_fpn_neck_forward(&n->neck, ctx, stage, B, lev, a, mp, dump, da, err)))
+            goto done;
+        sb_arena_reset(a, m2);
+    }
+    int64_t side2 = n->neck.side[kept - 1];
+    if (side2 != e) {
+        rc = sb_fail(err, SB_EINVAL, "level-2 features are %lldx%lld but image_size/backbone_stride is %lld",
+                     (long long)side2, (long long)side2, (long long)e);
+        goto done;
+    }
+    float *feat_s0 = NULL, *feat_s1 = NULL;
+    int64_t s0 = n->neck.side[0], s1 = kept > 1 ? n->neck.side[1] : 0;
+    if (cfg->use_high_res_features) {
+        sb_modprof_begin(mp, "conv_s0_s1");
+        ALLOC(feat_s0, B * (C / 8) * s0 * s0, "conv_s0");
+        ALLOC(feat_s1, B * (C / 4) * s1 * s1, "conv_s1");
+        sb_conv1x1_tok_to_nchw(ctx, lev[0], B, s0 * s0, C, n->dec.conv_s0_w, n->dec.conv_s0_b, C / 8, feat_s0);
+        sb_conv1x1_tok_to_nchw(ctx, lev[1], B, s1 * s1, C, n->dec.conv_s1_w, n->dec.conv_s1_b, C / 4, feat_s1);
+        sb_modprof_flops(mp, sb_flops_linear(B * s0 * s0, C, C / 8) + sb_flops_linear(B * s1 * s1, C, C / 4));
+        sb_modprof_end(mp);
+        if (4 * e != s0 || 2 * e != s1) {
+            rc = sb_fail(err, SB_EINVAL, "high-res levels %lld, %lld do not match 4x/2x the embedding %lld",
+                         (long long)s0, (long long)s1, (long long)e);
+            goto done;
+        }
+    }
+    float *tmp = NULL;
+    if (dump) {
+        ALLOC(tmp, B * C * s0 * s0, "dump");
+        if (cfg->use_high_res_features) {
+            sb_dump4(dump, da, "forward_image/backbone_fpn_0", feat_s0, B, C / 8, s0, s0);
+            sb_dump4(dump, da, "forward_image/backbone_fpn_1", feat_s1, B, C / 4, s1, s1);
+        }
+        sb_tok_to_nchw(lev[kept - 1], B, HW, C, tmp);
+        sb_dump4(dump, da, "forward_image/backbone_fpn_2", tmp, B, C, e, e);
+    }
+    /* level-2 step: sam2 adds no_mem_embed (1.3), medsam2 adds zeros (1.4),
+     * samed2 runs memory attention (1.5, hook) */
+    float *img = lev[kept - 1];
+    if (m->flow == SB_FLOW_SAMED2) {
+        if (!n->condition) {
+            rc = sb_fail(err, SB_EUNSUPPORTED, "flow samed2: memory attention is not available in this build");
+            goto done;
+        }
+        if ((rc = n->condition(n->hook_arg, ctx, img, n->neck.pe[kept - 1], B, e, e, C, a, mp, dump, da, err)))
+            goto done;
+    } else if (m->flow == SB_FLOW_SAM2 && cfg->directly_add_no_mem_embed) {
+        for (int64_t i = 0; i < B * HW; i++)
+            for (int64_t c = 0; c < C; c++)
+                img[i * C + c] += n->no_mem_embed[c];
+    }
+    if (dump) {
+        sb_tok_to_nchw(img, B, HW, C, tmp);
+        sb_dump4(dump, da, "mask_decoder/image_embeddings", tmp, B, C, e, e);
+        if (cfg->use_high_res_features) {
+            sb_dump4(dump, da, "mask_decoder/high_res_features_0", feat_s0, B, C / 8, s0, s0);
+            sb_dump4(dump, da, "mask_decoder/high_res_features_1", feat_s1, B, C / 4, s1, s1);
+        }
+    }
+    /* prompt encoder */
+    sb_modprof_begin(mp, "prompt_encoder");
+    int64_t ns = sb_prompt_encoder_n_sparse(prompts);
+    float *sparse = NULL;
+    if (ns > 0) {
+        ALLOC(sparse, B * ns * C, "sparse prompts");
+        if ((rc = sb_prompt_encoder_forward(&n->pe, prompts, B, sparse, err)))
+            goto done;
+    }
+    sb_modprof_end(mp);
+    if (dump) {
+        if (prompts && prompts->boxes)
+            sb_dump2(dump, da, "prompt_encoder/boxes", prompts->boxes, B, 4);
+        if (ns > 0)
+            sb_dump3(dump, da, "prompt_encoder/sparse", sparse, B, ns, C);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t i = 0; i < HW; i++)
+                    tmp[(b * C + c) * HW + i] = n->pe.no_mask[c];
+        sb_dump4(dump, da, "prompt_encoder/dense", tmp, B, C, e, e);
+        sb_dump4(dump, da, "prompt_encoder/dense_pe", n->pe.dense_pe_chw, 1, C, e, e);
+    }
+    /* mask decoder */
+    int64_t low = 4 * e;
+    if ((rc = output_reserve(out, B, low, low, OH, OW, err)))
+        goto done;
+    sb_mask_decoder_io io;
+    memset(&io, 0, sizeof io);
+    float *all_masks, *all_iou, *obj;
+    ALLOC(all_masks, B * n->dec.n_mask_tokens * low * low, "all masks");
+    ALLOC(all_iou, B * n->dec.n_mask_tokens, "all iou");
+    ALLOC(obj, B, "object score");
+    io.image_tok = img;
+    io.dense = n->pe.no_mask;
+    io.image_pe = n->pe.dense_pe_tok;
+    io.sparse = sparse;
+    io.B = B;
+    io.n_sparse = ns;
+    io.h = io.w = e;
+    io.feat_s0 = feat_s0;
+    io.feat_s1 = feat_s1;
+    io.all_masks = all_masks;
+    io.all_iou = all_iou;
+    io.low_res = out->low_res;
+    io.iou = out->iou;
+    io.obj_score = obj;
+    if ((rc = sb_mask_decoder_forward(&n->dec, ctx, &io, a, mp, dump, da, err)))
+        goto done;
+    /* final logits: bilinear (sam2, samed2) or nearest (medsam2, MODEL.md 1.4) */
+    sb_modprof_begin(mp, "upsample");
+    if (m->flow == SB_FLOW_MEDSAM2)
+        sb_interp_nearest(ctx, out->low_res, B, low, low, out->logits, OH, OW);
+    else
+        sb_interp_bilinear(ctx, out->low_res, B, low, low, out->logits, OH, OW);
+    for (int64_t i = 0; i < B * OH * OW; i++)
+        out->mask[i] = out->logits[i] > opt->threshold;
+    sb_modprof_end(mp);
+    sb_dump4(dump, da, "logits/final", out->logits, B, 1, OH, OW);
+    if (dump) {
+        float *bm;
+        ALLOC(bm, B * OH * OW, "dump");
+        for (int64_t i = 0; i < B * OH * OW; i++)
+            bm[i] = out->mask[i];
+        sb_dump4(dump, da, "output/binary_mask", bm, B, 1, OH, OW);
+    }
+    if (n->after_decoder) {
+        /* SAMed-2 memory update works on the S x S bilinear logits */
+        float *hr = out->logits;
+        if (OH != S || OW != S || m->flow == SB_FLOW_MEDSAM2) {
+            ALLOC(hr, B * S * S, "high-res logits");
+            sb_interp_bilinear(ctx, out->low_res, B, low, low, hr, S, S);
+        }
+        if ((rc = n->after_decoder(n->hook_arg, ctx, img, hr, out->iou, B, e, e, C, S, a, mp, dump, da, err)))
+            goto done;
+    }
+done:
+#undef ALLOC
+    sb_modprof_end(mp);
+    sb_arena_reset(a, mark);
+    return rc;
+}
+
+static int sam2_create(sb_model *m, const sb_model_options *opt, sb_error *err)
+{
+    sb_sam2_net *n = calloc(1, sizeof *n);
+    if (!n)
+        return sb_fail(err, SB_ENOMEM, "model: out of memory");
+    m->impl = n;
+    m->impl_free = sam2_net_free;
+    m->forward = sam2_forward;
+    m->arena_bound = sam2_arena_bound;
+    int rc;
+    if (opt->config_path)
+        rc = sb_sam2_config_load(&n->cfg, opt->config_path, err);
+    else
+        rc = sb_sam2_config_default(&n->cfg, opt->flow, err);
+    if (rc)
+        return rc;
+    sb_sam2_config *cfg = &n->cfg;
+    if (opt->flow == SB_FLOW_SAMED2 && cfg->trunk_kind != SB_TRUNK_HIERA_ADAPTER)
+        return sb_fail(err, SB_EINVAL, "%s: flow samed2 needs the adapter trunk (hieradet.Hiera)",
+                       opt->config_path ? opt->config_path : "config");
+    if (opt->flow != SB_FLOW_SAMED2 && cfg->trunk_kind == SB_TRUNK_HIERA_ADAPTER)
+        return sb_fail(err, SB_EINVAL,
+                       "%s: the config has the SAMed-2 adapter trunk (hieradet.Hiera); use --flow samed2",
+                       opt->config_path ? opt->config_path : "config");
+    m->image_size = cfg->image_size;
+    n->emb = cfg->image_size / cfg->backbone_stride;
+    m->lowres = 4 * n->emb;
+    if ((rc = sb_hiera_init(&n->trunk, cfg, &m->wb, "image_encoder.trunk.", err)) ||
+        (rc = sb_fpn_neck_init(&n->neck, cfg, &n->trunk, &m->wb, "image_encoder.neck.", err)))
+        return rc;
+    if ((rc = sb_prompt_encoder_init(&n->pe, cfg->d_model, n->emb, n->emb, cfg->image_size, cfg->image_size,
+                                     cfg->mask_in_chans, &m->wb, "sam_prompt_encoder.", err)))
+        return rc;
+    sb_mask_decoder_params dp;
+    memset(&dp, 0, sizeof dp);
+    dp.transformer_dim = cfg->d_model;
+    dp.depth = cfg->decoder_depth;
+    dp.mlp_dim = cfg->decoder_mlp_dim;
+    dp.heads = cfg->decoder_num_heads;
+    dp.attention_downsample = 2;
+    dp.num_multimask_outputs = cfg->num_multimask_outputs;
+    dp.iou_head_depth = cfg->iou_head_depth;
+    dp.iou_head_hidden = cfg->iou_head_hidden_dim;
+    dp.pred_obj_scores = cfg->pred_obj_scores;
+    dp.pred_obj_scores_mlp = cfg->pred_obj_scores_mlp;
+    dp.use_high_res_features = cfg->use_high_res_features;
+    dp.iou_sigmoid = cfg->iou_prediction_use_sigmoid;
+    dp.dynamic_multimask = cfg->dynamic_multimask;
+    dp.stability_delta = (float)cfg->stability_delta;
+    dp.stability_thresh = (float)cfg->stability_thresh;
+    if ((rc = sb_mask_decoder_init(&n->dec, &dp, &m->wb, "sam_mask_decoder.", err)))
+        return rc;
+    if (opt->flow == SB_FLOW_SAM2 && cfg->directly_add_no_mem_embed) {
+        int64_t sh[3] = {1, 1, cfg->d_model};
+        if (!(n->no_mem_embed = sb_wbind_get(&m->wb, "no_mem_embed", 3, sh, err)))
+            return err->code;
+    }
+    int depth = n->trunk.n_blocks, ng = 0;
+    for (int i = 0; i < depth; i++)
+        ng += n->trunk.blk[i].window == 0;
+    snprintf(m->desc, sizeof m->desc,
+             "%s: Hiera (%s) embed %d, %d blocks (%d global), image %d, neck d_model %d, decoder depth %d heads %d",
+             sb_flow_name(opt->flow), cfg->trunk_kind == SB_TRUNK_HIERA_ADAPTER ? "adapter" : "sam2", cfg->embed_dim,
+             depth, ng, cfg->image_size, cfg->d_model, cfg->decoder_depth, cfg->decoder_num_heads);
+    return SB_OK;
+}
+
+/* ---- generic model API ------------------------------------------------------------- */
+void sb_forward_options_default(sb_forward_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->threshold = 0.5f;
+}
+
+int sb_model_create(sb_model **out, const sb_model_options *opt, sb_ctx *ctx, sb_error *err)
+{
+    (void)ctx;
+    *out = NULL;
+    if (!opt || !sb_flow_name(opt->flow))
+        return sb_fail(err, SB_EINVAL, "model: unknown flow %d", opt ? opt->flow : -1);
+    if (!opt->weights && !opt->random_weights)
+        return sb_fail(err, SB_EINVAL, "model: no weights (give a checkpoint or ask for random weights)");
+    sb_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return sb_fail(err, SB_ENOMEM, "model: out of memory");
+    m->flow = opt->flow;
+    sb_wbind_init(&m->wb, opt->random_weights ? NULL : opt->weights, opt->seed);
+    int rc;
+    switch (opt->flow) {
+    case SB_FLOW_SAM2:
+    case SB_FLOW_MEDSAM2:
+    case SB_FLOW_SAMED2:
+        rc = sam2_create(m, opt, err);
+        break;
+    default:
+        rc = sb_fail(err, SB_EUNSUPPORTED, "model: flow '%s' is not available in this build", sb_flow_name(opt->flow));
+    }
+    if (rc) {
+        sb_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return SB_OK;
+}
+
+void sb_model_free(sb_model *m)
+{
+    if (!m)
+        return;
+    if (m->impl_free)
+        m->impl_free(m->impl);
+    sb_arena_free(m->arena);
+    sb_wbind_release(&m->wb);
+    free(m);
+}
+
+int sb_model_flow(const sb_model *m) { return m->flow; }
+int64_t sb_model_image_size(const sb_model *m) { return m->image_size; }
+int64_t sb_model_lowres_size(const sb_model *m) { return m->lowres; }
+size_t sb_model_arena_peak(const sb_model *m) { return m->arena_peak; }
+size_t sb_model_weight_bytes(const sb_model *m) { return m->wb.bytes; }
+
+void sb_model_describe(const sb_model *m, char *buf, size_t cap) { snprintf(buf, cap, "%s", m->desc); }
+
+const sb_sam2_config *sb_model_sam2_config(const sb_model *m)
+{
+    if (m->flow == SB_FLOW_SAM2 || m->flow == SB_FLOW_MEDSAM2 || m->flow == SB_FLOW_SAMED2)
+        return &((const sb_sam2_net *)m->impl)->cfg;
+    return NULL;
+}
+
+int sb_model_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B,
+                     const sb_prompts *prompts, const sb_forward_options *opt,
+                     sb_model_output *out, sb_error *err)
+{
+    sb_forward_options dflt;
+    if (!opt) {
+        sb_forward_options_default(&dflt);
+        opt = &dflt;
+    }
+    if (!m || !images || B < 1 || !out)
+        return sb_fail(err, SB_EINVAL, "model forward: bad arguments (batch %lld)", (long long)B);
+    if (opt->out_h < 0 || opt->out_w < 0 || opt->out_h > 65536 || opt->out_w > 65536)
+        return sb_fail(err, SB_EINVAL, "model forward: output size %lldx%lld out of range", (long long)opt->out_h,
+                       (long long)opt->out_w);
+    int64_t S = m->image_size;
+    int rc = check_finite(images, B * 3 * S * S, "input images", err);
+    if (rc)
+        return rc;
+    if (prompts && prompts->boxes && (rc = check_finite(prompts->boxes, B * 4, "input boxes", err)))
+        return rc;
+    if (prompts && prompts->points && prompts->n_points > 0 &&
+        (rc = check_finite(prompts->points, B * prompts->n_points * 2, "input points", err)))
+        return rc;
+    /* the activation arena: planned on the first call for a batch size (a
+     * generous virtual reservation of which only the touched pages cost
+     * memory), then re-created at exactly the measured peak and reused. */
+    int replan = 0;
+    if (!m->arena || B > m->arena_batch) {
+        sb_arena_free(m->arena);
+        m->arena = NULL;
+        if ((rc = sb_arena_create(&m->arena, m->arena_bound(m, B), err)))
+            return rc;
+        m->arena_batch = B;
+        replan = 1;
+    }
+    sb_modprof mp = {opt->profile, -1, 0.0};
+    rc = m->forward(m, ctx, images, B, prompts, opt, out, m->arena, &mp, err);
+    sb_modprof_end(&mp);
+    if (rc == SB_ENOMEM && !replan && sb_arena_capacity(m->arena) < m->arena_bound(m, B)) {
+        /* this call needs more than the plan (e.g. dumps were turned on): plan again */
+        sb_arena_free(m->arena);
+        m->arena = NULL;
+        if ((rc = sb_arena_create(&m->arena, m->arena_bound(m, B), err)))
+            return rc;
+        replan = 1;
+        mp.cur = -1;
+        rc = m->forward(m, ctx, images, B, prompts, opt, out, m->arena, &mp, err);
+        sb_modprof_end(&mp);
+    }
+    if (opt->profile && rc == SB_OK)
+        opt->profile->images += B;
+    size_t peak = sb_arena_peak(m->arena);
+    if (peak > m->arena_peak)
+        m->arena_peak = peak;
+    if (rc == SB_OK && replan) {
+        sb_arena *exact = NULL;
+        if (sb_arena_create(&exact, peak, NULL) == SB_OK) {
+            sb_arena_free(m->arena);
+            m->arena = exact;
+        }
+    }
+    return rc;
+}
