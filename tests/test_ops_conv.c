@@ -145,6 +145,7 @@ static const cfg2d conv_cases[] = {
     {2, 6, 13, 11, 4, 3, 3, 1, 1, 2},    /* grouped */
     {1, 8, 10, 7, 8, 7, 7, 1, 3, 8},     /* depthwise 7x7 pad 3 (CXBlock) */
     {2, 5, 9, 6, 10, 3, 3, 2, 1, 5},     /* depthwise, multiplier 2, stride 2 */
+    {1, 4, 12, 29, 4, 7, 7, 1, 3, 4},    /* depthwise, rows of 8-blocks plus a tail */
     {2, 5, 8, 8, 7, 1, 1, 1, 0, 1},      /* 1x1: plain GEMM */
     {1, 6, 9, 9, 6, 1, 1, 2, 0, 1},      /* 1x1 with stride: im2col */
     {1, 1, 15, 15, 4, 3, 3, 2, 1, 1},    /* a single input channel: direct path */
