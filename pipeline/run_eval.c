@@ -1,0 +1,358 @@
+/*
+ * Evaluation of one work unit (PROTOCOL.md section 1):
+ *  - volume: the slices of one case in slice order, batches of --batch that
+ *    never straddle cases (a short last batch is padded by repeating its last
+ *    slice; padded outputs are discarded), a fresh memory-bank scope per case,
+ *    metrics on the native grid (logits resized bilinearly to H x W);
+ *  - reference: a whole dataset's sorted split list, consecutive batches that
+ *    may straddle cases, drop_last, one bank scope for the dataset, metrics on
+ *    the S x S model grid and the published batch-pooled Dice.
+ */
+#include "run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void sb_resize_bilinear_f32(const float *x, int h, int w, float *y, int oh, int ow)
+{
+    if (h == oh && w == ow) {
+        memcpy(y, x, sizeof(float) * (size_t)h * w);
+        return;
+    }
+    /* PyTorch upsample_bilinear2d, align_corners=False: src = (dst + 0.5) * in/out - 0.5, clamped at 0 */
+    float sh = (float)h / oh, sw = (float)w / ow;
+    for (int oy = 0; oy < oh; oy++) {
+        float fy = ((float)oy + 0.5f) * sh - 0.5f;
+        if (fy < 0)
+            fy = 0;
+        int y0 = (int)fy;
+        int y1 = y0 + (y0 < h - 1);
+        float ly = fy - y0, hy = 1.0f - ly;
+        for (int ox = 0; ox < ow; ox++) {
+            float fx = ((float)ox + 0.5f) * sw - 0.5f;
+            if (fx < 0)
+                fx = 0;
+            int x0 = (int)fx;
+            int x1 = x0 + (x0 < w - 1);
+            float lx = fx - x0, hx = 1.0f - lx;
+            y[(size_t)oy * ow + ox] = hy * (hx * x[(size_t)y0 * w + x0] + lx * x[(size_t)y0 * w + x1]) +
+                                      ly * (hx * x[(size_t)y1 * w + x0] + lx * x[(size_t)y1 * w + x1]);
+        }
+    }
+}
+
+/* One loaded slice. */
+typedef struct {
+    uint8_t *gt_native; /* H x W, 0/1 */
+    int h, w;
+    uint8_t *gt_model; /* S x S, 0/1 */
+    uint8_t *img;      /* S x S x 3 or NULL */
+    float box[4];
+} slice_in;
+
+static void slice_free(slice_in *s)
+{
+    free(s->gt_native);
+    free(s->gt_model);
+    free(s->img);
+    memset(s, 0, sizeof *s);
+}
+
+static int load_slice(const sb_unit *u, const sb_item *it, const sb_run_model *m, const sb_eval_opts *o,
+                      slice_in *s, sb_error *err)
+{
+    memset(s, 0, sizeof *s);
+    int S = m->image_size;
+    uint8_t *mk = NULL;
+    int rc = sb_png_read_gray(it->mask_path, &mk, &s->w, &s->h, err);
+    if (rc)
+        return rc;
+    s->gt_native = malloc((size_t)s->w * s->h);
+    s->gt_model = malloc((size_t)S * S);
+    if (!s->gt_native || !s->gt_model) {
+        free(mk);
+        return sb_fail(err, SB_ENOMEM, "out of memory");
+    }
+    /* PIL 'L' -> Resize -> ToTensor -> >= 0.5, i.e. value >= 128 (MODEL.md 1.1 step 5) */
+    sb_resize_u8(mk, s->w, s->h, s->w, s->gt_model, S, S, S);
+    for (size_t i = 0; i < (size_t)S * S; i++)
+        s->gt_model[i] = s->gt_model[i] >= 128;
+    for (size_t i = 0; i < (size_t)s->w * s->h; i++)
+        s->gt_native[i] = mk[i] >= 128;
+    free(mk);
+    sb_prompt_box(s->gt_model, S, o->box_jitter, o->seed, u->dataset, it->case_id, it->slice, s->box);
+    if (m->needs_image) {
+        uint8_t *rgb = NULL;
+        int w = 0, h = 0;
+        rc = sb_png_read_rgb(it->image_path, &rgb, &w, &h, err);
+        if (rc)
+            return rc;
+        s->img = malloc((size_t)S * S * 3);
+        uint8_t *pl = malloc((size_t)w * h), *po = malloc((size_t)S * S);
+        if (!s->img || !pl || !po) {
+            free(rgb);
+            free(pl);
+            free(po);
+            return sb_fail(err, SB_ENOMEM, "out of memory");
+        }
+        for (int c = 0; c < 3; c++) {
+            for (size_t i = 0; i < (size_t)w * h; i++)
+                pl[i] = rgb[3 * i + c];
+            sb_resize_u8(pl, w, h, w, po, S, S, S);
+            for (size_t i = 0; i < (size_t)S * S; i++)
+                s->img[3 * i + c] = po[i];
+        }
+        free(rgb);
+        free(pl);
+        free(po);
+    }
+    return SB_OK;
+}
+
+/* Counts, surfaces and areas within tolerance (pipeline/metrics.h, DeepMind's
+ * surface-distance semantics on the 2-D grid, spacing 1 pixel). */
+static int fill_counts(sb_rec *r, const uint8_t *gt, const uint8_t *pred, int h, int w, double tol, sb_error *err)
+{
+    int64_t dims[2] = {h, w};
+    sb_metrics_opts mo = {tol, SB_METRICS_NSD, 0, NULL};
+    sb_metrics_record m;
+    int rc = sb_metrics_pair(gt, pred, 2, dims, NULL, SB_LAYOUT_C, &mo, &m, err);
+    if (rc)
+        return rc;
+    r->gt = m.gt_voxels;
+    r->pred = m.pred_voxels;
+    r->tp = m.tp;
+    r->fp = m.fp;
+    r->fn = m.fn;
+    r->surf_gt = m.gt_surface;
+    r->surf_pred = m.pred_surface;
+    r->surf_gt_in = m.has_nsd ? m.gt_within : NAN;
+    r->surf_pred_in = m.has_nsd ? m.pred_within : NAN;
+    return SB_OK;
+}
+
+static void rec_init(sb_rec *r, const sb_unit *u, const char *case_id, int32_t slice)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->dataset, sizeof r->dataset, "%s", u->dataset);
+    snprintf(r->task, sizeof r->task, "%s", u->task);
+    snprintf(r->modality, sizeof r->modality, "%s", u->modality);
+    snprintf(r->case_id, sizeof r->case_id, "%s", case_id);
+    r->slice = slice;
+    r->batch = -1;
+    r->surf_gt = r->surf_pred = r->surf_gt_in = r->surf_pred_in = NAN;
+}
+
+static int has_nan(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i]))
+            return 1;
+    return 0;
+}
+
+/* Failure of the whole unit: drop its records, keep one failed case record. */
+static void unit_failed(const sb_unit *u, sb_recs *recs, size_t first, const char *why)
+{
+    recs->n = first;
+    sb_rec *r = sb_recs_push(recs);
+    if (!r)
+        return;
+    rec_init(r, u, u->case_id[0] ? u->case_id : "*", -1);
+    r->status = SB_REC_FAILED;
+    r->nslices = u->nitems;
+    snprintf(r->reason, sizeof r->reason, "%s", why);
+}
+
+int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_recs *recs,
+                 sb_batches *batches, sb_error *err)
+{
+    const int B = o->batch > 0 ? o->batch : 1;
+    const int S = m->image_size, L = m->logits_size;
+    const size_t first = recs->n, first_b = batches ? batches->n : 0;
+    const int ref = o->protocol == SB_PROTO_REFERENCE;
+    slice_in *in = calloc((size_t)B, sizeof(slice_in));
+    float *logits = malloc(sizeof(float) * (size_t)B * L * L);
+    float *boxes = malloc(sizeof(float) * 4 * (size_t)B);
+    uint8_t *imgs = m->needs_image ? malloc((size_t)B * S * S * 3) : NULL;
+    float *up = NULL;
+    uint8_t *pred = NULL;
+    size_t upcap = 0;
+    int rc = SB_OK;
+    if (!in || !logits || !boxes || (m->needs_image && !imgs)) {
+        rc = sb_fail(err, SB_ENOMEM, "out of memory");
+        goto done;
+    }
+    sb_error e2;
+    sb_error_clear(&e2);
+    if ((rc = m->begin_scope(m, &e2)) != SB_OK) {
+        unit_failed(u, recs, first, e2.msg);
+        rc = SB_OK;
+        goto done;
+    }
+    int nbatches = ref ? u->nitems / B : (u->nitems + B - 1) / B;
+    int64_t case_tp = 0, case_fp = 0, case_fn = 0, case_gt = 0, case_pred = 0;
+    double case_secs = 0;
+    for (int bi = 0; bi < nbatches; bi++) {
+        if (o->stop && *o->stop) {
+            recs->n = first;
+            if (batches)
+                batches->n = first_b;
+            rc = sb_fail(err, SB_EUNSUPPORTED, "stopped by a signal");
+            goto done;
+        }
+        double t0 = now_s();
+        int real = u->nitems - bi * B < B ? u->nitems - bi * B : B;
+        for (int k = 0; k < B; k++) {
+            slice_free(&in[k]);
+            if (k >= real)
+                continue;
+            const sb_item *it = &u->items[bi * B + k];
+            if (load_slice(u, it, m, o, &in[k], &e2) != SB_OK) {
+                unit_failed(u, recs, first, e2.msg);
+                if (batches)
+                    batches->n = first_b;
+                goto done;
+            }
+        }
+        for (int k = 0; k < B; k++) {
+            int src = k < real ? k : real - 1; /* pad by repeating the last slice */
+            memcpy(boxes + 4 * k, in[src].box, sizeof(float) * 4);
+            if (imgs)
+                memcpy(imgs + (size_t)k * S * S * 3, in[src].img, (size_t)S * S * 3);
+        }
+        if (m->predict(m, imgs, boxes, B, logits, &e2) != SB_OK) {
+            unit_failed(u, recs, first, e2.msg);
+            if (batches)
+                batches->n = first_b;
+            goto done;
+        }
+        if (has_nan(logits, (size_t)real * L * L)) {
+            char why[SB_REASON_MAX];
+            snprintf(why, sizeof why, "NaN logits in batch %d (%s)", bi, u->items[bi * B].entry);
+            unit_failed(u, recs, first, why);
+            if (batches)
+                batches->n = first_b;
+            goto done;
+        }
+        double per = (now_s() - t0) / real;
+        int64_t bI = 0, bU = 0;
+        for (int k = 0; k < real; k++) {
+            const sb_item *it = &u->items[bi * B + k];
+            int gh = ref ? S : in[k].h, gw = ref ? S : in[k].w;
+            size_t np = (size_t)gh * gw;
+            if (np > upcap) {
+                free(up);
+                free(pred);
+                up = malloc(sizeof(float) * np);
+                pred = malloc(np);
+                upcap = np;
+                if (!up || !pred) {
+                    rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                    goto done;
+                }
+            }
+            sb_resize_bilinear_f32(logits + (size_t)k * L * L, L, L, up, gh, gw);
+            double thr = ref ? 0.5 : o->threshold;
+            for (size_t i = 0; i < np; i++)
+                pred[i] = up[i] > thr;
+            sb_rec *r = sb_recs_push(recs);
+            if (!r) {
+                rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                goto done;
+            }
+            rec_init(r, u, ref ? it->entry : it->case_id, it->slice);
+            r->height = gh;
+            r->width = gw;
+            memcpy(r->box, in[k].box, sizeof r->box);
+            if (fill_counts(r, ref ? in[k].gt_model : in[k].gt_native, pred, gh, gw, o->tolerance_2d, &e2) != SB_OK) {
+                unit_failed(u, recs, first, e2.msg);
+                if (batches)
+                    batches->n = first_b;
+                goto done;
+            }
+            r->seconds = per;
+            if (ref) {
+                r->batch = bi;
+                bI += r->tp;
+                bU += r->gt + r->pred - r->tp;
+            }
+            case_tp += r->tp;
+            case_fp += r->fp;
+            case_fn += r->fn;
+            case_gt += r->gt;
+            case_pred += r->pred;
+            case_secs += per;
+        }
+        if (ref && batches) {
+            sb_batch_rec *b = sb_batches_push(batches);
+            if (!b) {
+                rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                goto done;
+            }
+            memset(b, 0, sizeof *b);
+            snprintf(b->dataset, sizeof b->dataset, "%s", u->dataset);
+            b->batch = bi;
+            size_t len = 0;
+            for (int k = 0; k < B; k++) {
+                const char *e = u->items[bi * B + k].entry;
+                int w = snprintf(b->cases + len, sizeof b->cases - len, "%s%s", k ? ";" : "", e);
+                if (w < 0 || (size_t)w >= sizeof b->cases - len)
+                    break;
+                len += (size_t)w;
+            }
+            b->inter = bI;
+            b->uni = bU;
+            /* sam2/util.py iou(): SMOOTH = 1e-5, in float64 as numpy/Python do */
+            b->iou = ((double)bI + 1e-5) / ((double)bU + 1e-5);
+            b->dice = 2.0 * b->iou / (b->iou + 1.0);
+        }
+    }
+    if (ref) {
+        /* entries drop_last leaves out: recorded as not scored (batch -1, no counts) */
+        for (int i = nbatches * B; i < u->nitems; i++) {
+            sb_rec *r = sb_recs_push(recs);
+            if (!r) {
+                rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                goto done;
+            }
+            rec_init(r, u, u->items[i].entry, u->items[i].slice);
+            r->batch = -1;
+        }
+    } else {
+        sb_rec *r = sb_recs_push(recs);
+        if (!r) {
+            rc = sb_fail(err, SB_ENOMEM, "out of memory");
+            goto done;
+        }
+        rec_init(r, u, u->case_id, -1);
+        r->nslices = u->nitems;
+        r->tp = case_tp;
+        r->fp = case_fp;
+        r->fn = case_fn;
+        r->gt = case_gt;
+        r->pred = case_pred;
+        r->seconds = case_secs;
+    }
+done:
+    if (in)
+        for (int k = 0; k < B; k++)
+            slice_free(&in[k]);
+    free(in);
+    free(logits);
+    free(boxes);
+    free(imgs);
+    free(up);
+    free(pred);
+    return rc;
+}

@@ -1,0 +1,535 @@
+/*
+ * Work units from a MedBank-layout root, PNG reading, the PIL-style resize of
+ * masks and the keyed box prompt, as `sambench run` needs them.
+ *
+ * MedBank layout (docs/MEDBANK.md of the published code): ROOT/<Object>_<Modality>_<ID>/
+ * {image,mask}/<name>.png and split files train.txt/val.txt/test.txt listing
+ * the images. The published loader strips two characters ("./") from an entry
+ * and joins it to the data path; the mask path replaces "/image/" by "/mask/".
+ * We accept an entry with or without the "./" prefix and with or without the
+ * "image/" folder.
+ */
+#include "run.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int sb_mkdir_p(const char *path, sb_error *err)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+                return sb_fail(err, SB_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+        return sb_fail(err, SB_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+    return SB_OK;
+}
+
+const char *sb_csv_field(const char *s, char *buf, size_t cap)
+{
+    if (!strpbrk(s, ",\"\n\r")) {
+        snprintf(buf, cap, "%s", s);
+        return buf;
+    }
+    size_t k = 0;
+    if (k + 1 < cap)
+        buf[k++] = '"';
+    for (; *s && k + 3 < cap; s++) {
+        if (*s == '"')
+            buf[k++] = '"';
+        buf[k++] = *s;
+    }
+    if (k + 1 < cap)
+        buf[k++] = '"';
+    buf[k] = '\0';
+    return buf;
+}
+
+int sb_medbank_name(const char *folder, char *task, size_t tcap, char *modality, size_t mcap)
+{
+    const char *last = strrchr(folder, '_');
+    if (!last || last == folder || !last[1])
+        return 0;
+    const char *prev = last - 1;
+    while (prev > folder && *prev != '_')
+        prev--;
+    if (*prev != '_' || prev == folder || prev + 1 == last)
+        return 0;
+    size_t tl = (size_t)(prev - folder), ml = (size_t)(last - prev - 1);
+    if (tl + 1 > tcap || ml + 1 > mcap)
+        return 0;
+    memcpy(task, folder, tl);
+    task[tl] = '\0';
+    memcpy(modality, prev + 1, ml);
+    modality[ml] = '\0';
+    return 1;
+}
+
+void sb_entry_case(const char *entry, char *case_id, size_t cap, int32_t *slice)
+{
+    const char *base = strrchr(entry, '/');
+    base = base ? base + 1 : entry;
+    char b[SB_CASE_MAX];
+    snprintf(b, sizeof b, "%s", base);
+    char *dot = strrchr(b, '.');
+    if (dot && dot != b)
+        *dot = '\0';
+    *slice = 0;
+    size_t n = strlen(b);
+    size_t k = n;
+    while (k > 0 && isdigit((unsigned char)b[k - 1]))
+        k--;
+    if (k < n && k > 1 && b[k - 1] == '_' && n - k <= 9) {
+        *slice = (int32_t)atol(b + k);
+        b[k - 1] = '\0';
+        size_t m = strlen(b);
+        if (m > 6 && strcmp(b + m - 6, "_slice") == 0)
+            b[m - 6] = '\0';
+    }
+    snprintf(case_id, cap, "%s", b);
+}
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+/* image and mask paths of an entry */
+static int resolve_entry(const char *dir, const char *entry, char **img, char **msk, sb_error *err)
+{
+    const char *e = entry;
+    if (strncmp(e, "./", 2) == 0)
+        e += 2;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, e);
+    if (!file_exists(p) || !strstr(p, "/image/"))
+        snprintf(p, sizeof p, "%s/image/%s", dir, e);
+    char m[4096];
+    const char *at = strstr(p, "/image/");
+    if (!at)
+        return sb_fail(err, SB_EFORMAT, "%s: entry '%s' has no /image/ path", dir, entry);
+    snprintf(m, sizeof m, "%.*s/mask/%s", (int)(at - p), p, at + 7);
+    *img = xstrdup(p);
+    *msk = xstrdup(m);
+    if (!*img || !*msk)
+        return sb_fail(err, SB_ENOMEM, "out of memory");
+    return SB_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct {
+    char **v;
+    int n, cap;
+} strlist;
+static int strlist_push(strlist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        int nc = l->cap ? 2 * l->cap : 16;
+        char **nv = realloc(l->v, sizeof(char *) * (size_t)nc);
+        if (!nv)
+            return -1;
+        l->v = nv;
+        l->cap = nc;
+    }
+    l->v[l->n] = xstrdup(s);
+    return l->v[l->n++] ? 0 : -1;
+}
+static void strlist_free(strlist *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+static int read_split(const char *path, strlist *out, sb_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return sb_fail(err, SB_EIO, "%s: cannot open split file: %s", path, strerror(errno));
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        /* Python's str.strip(): leading and trailing whitespace */
+        char *s = line;
+        while (*s && isspace((unsigned char)*s))
+            s++;
+        size_t n = strlen(s);
+        while (n > 0 && isspace((unsigned char)s[n - 1]))
+            s[--n] = '\0';
+        if (n == 0)
+            continue;
+        if (n >= SB_CASE_MAX) {
+            fclose(f);
+            return sb_fail(err, SB_EFORMAT, "%s: entry longer than %d characters", path, SB_CASE_MAX - 1);
+        }
+        if (strlist_push(out, s)) {
+            fclose(f);
+            return sb_fail(err, SB_ENOMEM, "out of memory");
+        }
+    }
+    fclose(f);
+    /* sorted lexicographically, as the published loader does (byte order = code points for UTF-8) */
+    qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
+    return SB_OK;
+}
+
+static sb_unit *units_push(sb_units *u, int *cap)
+{
+    if (u->n == *cap) {
+        int nc = *cap ? 2 * *cap : 16;
+        sb_unit *nv = realloc(u->v, sizeof(sb_unit) * (size_t)nc);
+        if (!nv)
+            return NULL;
+        u->v = nv;
+        *cap = nc;
+    }
+    sb_unit *x = &u->v[u->n++];
+    memset(x, 0, sizeof *x);
+    return x;
+}
+
+typedef struct {
+    sb_item it;
+} item_sort;
+static int cmp_item_case(const void *a, const void *b)
+{
+    const sb_item *x = a, *y = b;
+    int c = strcmp(x->case_id, y->case_id);
+    if (c)
+        return c;
+    if (x->slice != y->slice)
+        return (x->slice > y->slice) - (x->slice < y->slice);
+    return strcmp(x->entry, y->entry);
+}
+
+int sb_units_medbank(sb_units *out, const char *root, const char *split, int protocol, sb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    DIR *d = opendir(root);
+    if (!d)
+        return sb_fail(err, SB_EIO, "%s: cannot open MedBank root: %s", root, strerror(errno));
+    strlist folders = {0};
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char t[SB_NAME_MAX], m[SB_NAME_MAX], sp[4096];
+        if (!sb_medbank_name(de->d_name, t, sizeof t, m, sizeof m))
+            continue;
+        snprintf(sp, sizeof sp, "%s/%s/%s.txt", root, de->d_name, split);
+        if (!file_exists(sp))
+            continue;
+        if (strlist_push(&folders, de->d_name)) {
+            closedir(d);
+            strlist_free(&folders);
+            return sb_fail(err, SB_ENOMEM, "out of memory");
+        }
+    }
+    closedir(d);
+    if (folders.n == 0) {
+        strlist_free(&folders);
+        return sb_fail(err, SB_EFORMAT, "%s: no <Object>_<Modality>_<ID> folder with a %s.txt split file",
+                       root, split);
+    }
+    qsort(folders.v, (size_t)folders.n, sizeof(char *), cmp_str);
+    int cap = 0, rc = SB_OK;
+    for (int fi = 0; fi < folders.n && rc == SB_OK; fi++) {
+        const char *name = folders.v[fi];
+        if (strlen(name) >= SB_NAME_MAX) {
+            rc = sb_fail(err, SB_EFORMAT, "%s/%s: folder name too long", root, name);
+            break;
+        }
+        char dir[4096], sp[4096], task[SB_NAME_MAX], mod[SB_NAME_MAX];
+        snprintf(dir, sizeof dir, "%s/%s", root, name);
+        snprintf(sp, sizeof sp, "%s/%s.txt", dir, split);
+        sb_medbank_name(name, task, sizeof task, mod, sizeof mod);
+        strlist entries = {0};
+        rc = read_split(sp, &entries, err);
+        if (rc != SB_OK || entries.n == 0) {
+            strlist_free(&entries);
+            continue; /* an empty split is not an error */
+        }
+        sb_item *items = calloc((size_t)entries.n, sizeof(sb_item));
+        if (!items) {
+            strlist_free(&entries);
+            rc = sb_fail(err, SB_ENOMEM, "out of memory");
+            break;
+        }
+        for (int i = 0; i < entries.n && rc == SB_OK; i++) {
+            snprintf(items[i].entry, sizeof items[i].entry, "%s", entries.v[i]);
+            sb_entry_case(entries.v[i], items[i].case_id, sizeof items[i].case_id, &items[i].slice);
+            rc = resolve_entry(dir, entries.v[i], &items[i].image_path, &items[i].mask_path, err);
+        }
+        int n = entries.n;
+        strlist_free(&entries);
+        if (rc != SB_OK) {
+            for (int i = 0; i < n; i++) {
+                free(items[i].image_path);
+                free(items[i].mask_path);
+            }
+            free(items);
+            break;
+        }
+        if (protocol == SB_PROTO_REFERENCE) {
+            sb_unit *u = units_push(out, &cap);
+            if (!u) {
+                rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                break;
+            }
+            snprintf(u->dataset, sizeof u->dataset, "%s", name);
+            snprintf(u->task, sizeof u->task, "%s", task);
+            snprintf(u->modality, sizeof u->modality, "%s", mod);
+            u->items = items;
+            u->nitems = n;
+            continue;
+        }
+        /* volume protocol: group by case, slices in slice order */
+        qsort(items, (size_t)n, sizeof(sb_item), cmp_item_case);
+        for (int i = 0; i < n && rc == SB_OK;) {
+            int j = i;
+            while (j < n && strcmp(items[j].case_id, items[i].case_id) == 0)
+                j++;
+            sb_unit *u = units_push(out, &cap);
+            sb_item *cp = u ? malloc(sizeof(sb_item) * (size_t)(j - i)) : NULL;
+            if (!cp) {
+                rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                break;
+            }
+            memcpy(cp, items + i, sizeof(sb_item) * (size_t)(j - i));
+            snprintf(u->dataset, sizeof u->dataset, "%s", name);
+            snprintf(u->task, sizeof u->task, "%s", task);
+            snprintf(u->modality, sizeof u->modality, "%s", mod);
+            snprintf(u->case_id, sizeof u->case_id, "%s", items[i].case_id);
+            u->items = cp;
+            u->nitems = j - i;
+            i = j;
+        }
+        free(items); /* the paths moved into the units */
+    }
+    strlist_free(&folders);
+    for (int i = 0; i < out->n; i++)
+        out->v[i].index = i;
+    if (rc != SB_OK)
+        sb_units_free(out);
+    return rc;
+}
+
+void sb_units_free(sb_units *u)
+{
+    for (int i = 0; i < u->n; i++) {
+        for (int k = 0; k < u->v[i].nitems; k++) {
+            free(u->v[i].items[k].image_path);
+            free(u->v[i].items[k].mask_path);
+        }
+        free(u->v[i].items);
+    }
+    free(u->v);
+    memset(u, 0, sizeof *u);
+}
+
+/* ---- PNG ------------------------------------------------------------------ */
+static int png_read_fmt(const char *path, png_uint_32 fmt, int ch, uint8_t **px, int *w, int *h, sb_error *err)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    *px = NULL;
+    if (!png_image_begin_read_from_file(&im, path))
+        return sb_fail(err, SB_EFORMAT, "%s: cannot read PNG: %s", path, im.message);
+    if (im.width == 0 || im.height == 0 || im.width > 65536 || im.height > 65536) {
+        png_image_free(&im);
+        return sb_fail(err, SB_EFORMAT, "%s: bad PNG size %ux%u", path, im.width, im.height);
+    }
+    im.format = fmt;
+    size_t n = (size_t)im.width * im.height * (size_t)ch;
+    uint8_t *buf = malloc(n);
+    if (!buf) {
+        png_image_free(&im);
+        return sb_fail(err, SB_ENOMEM, "%s: out of memory", path);
+    }
+    if (!png_image_finish_read(&im, NULL, buf, 0, NULL)) {
+        free(buf);
+        return sb_fail(err, SB_EFORMAT, "%s: corrupt PNG: %s", path, im.message);
+    }
+    *px = buf;
+    *w = (int)im.width;
+    *h = (int)im.height;
+    return SB_OK;
+}
+
+int sb_png_read_gray(const char *path, uint8_t **px, int *w, int *h, sb_error *err)
+{
+    return png_read_fmt(path, PNG_FORMAT_GRAY, 1, px, w, h, err);
+}
+
+int sb_png_read_rgb(const char *path, uint8_t **px, int *w, int *h, sb_error *err)
+{
+    return png_read_fmt(path, PNG_FORMAT_RGB, 3, px, w, h, err);
+}
+
+/* ---- PIL-style bilinear resize (antialiased, 8-bit fixed point) ------------ */
+#define PREC_BITS 22 /* 32 - 8 - 2, as PIL */
+
+static int coeffs(int in, int out, int **bounds, int32_t **kk, int *ksize)
+{
+    double scale = (double)in / out;
+    double fs = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * fs;
+    int kmax = (int)ceil(support) * 2 + 1;
+    double *pre = malloc(sizeof(double) * (size_t)kmax);
+    *bounds = malloc(sizeof(int) * 2 * (size_t)out);
+    *kk = calloc((size_t)out * (size_t)kmax, sizeof(int32_t));
+    if (!pre || !*bounds || !*kk) {
+        free(pre);
+        return -1;
+    }
+    for (int xx = 0; xx < out; xx++) {
+        double center = (xx + 0.5) * scale;
+        double ww = 0.0, ss = 1.0 / fs;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0)
+            xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in)
+            xmax = in;
+        xmax -= xmin;
+        for (int x = 0; x < xmax; x++) {
+            double t = (x + xmin - center + 0.5) * ss;
+            if (t < 0)
+                t = -t;
+            double wv = t < 1.0 ? 1.0 - t : 0.0;
+            pre[x] = wv;
+            ww += wv;
+        }
+        for (int x = 0; x < xmax; x++) {
+            double k = ww != 0.0 ? pre[x] / ww : 0.0;
+            (*kk)[xx * kmax + x] = k < 0 ? (int32_t)(-0.5 + k * (1 << PREC_BITS))
+                                         : (int32_t)(0.5 + k * (1 << PREC_BITS));
+        }
+        (*bounds)[2 * xx] = xmin;
+        (*bounds)[2 * xx + 1] = xmax;
+    }
+    free(pre);
+    *ksize = kmax;
+    return 0;
+}
+
+static uint8_t clip8(int64_t v)
+{
+    v >>= PREC_BITS;
+    return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+}
+
+void sb_resize_u8(const uint8_t *src, int w, int h, int stride, uint8_t *dst, int ow, int oh, int dstride)
+{
+    /* horizontal pass into tmp (h x ow), then vertical; a pass is skipped when the size is equal */
+    uint8_t *tmp = malloc((size_t)h * (size_t)ow);
+    if (!tmp)
+        return;
+    if (ow == w) {
+        for (int y = 0; y < h; y++)
+            memcpy(tmp + (size_t)y * ow, src + (size_t)y * stride, (size_t)w);
+    } else {
+        int *b = NULL, ks = 0;
+        int32_t *k = NULL;
+        if (coeffs(w, ow, &b, &k, &ks) == 0)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < ow; x++) {
+                    int64_t acc = 1 << (PREC_BITS - 1);
+                    for (int t = 0; t < b[2 * x + 1]; t++)
+                        acc += (int64_t)src[(size_t)y * stride + b[2 * x] + t] * k[x * ks + t];
+                    tmp[(size_t)y * ow + x] = clip8(acc);
+                }
+        free(b);
+        free(k);
+    }
+    if (oh == h) {
+        for (int y = 0; y < h; y++)
+            memcpy(dst + (size_t)y * dstride, tmp + (size_t)y * ow, (size_t)ow);
+    } else {
+        int *b = NULL, ks = 0;
+        int32_t *k = NULL;
+        if (coeffs(h, oh, &b, &k, &ks) == 0)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    int64_t acc = 1 << (PREC_BITS - 1);
+                    for (int t = 0; t < b[2 * y + 1]; t++)
+                        acc += (int64_t)tmp[(size_t)(b[2 * y] + t) * ow + x] * k[y * ks + t];
+                    dst[(size_t)y * dstride + x] = clip8(acc);
+                }
+        free(b);
+        free(k);
+    }
+    free(tmp);
+}
+
+/* ---- keyed box prompt ------------------------------------------------------ */
+void sb_prompt_box(const uint8_t *mask, int S, int jitter, uint64_t seed, const char *dataset,
+                   const char *case_id, int32_t slice, float box[4])
+{
+    int x0 = S, y0 = S, x1 = -1, y1 = -1;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            if (mask[(size_t)y * S + x]) {
+                if (x < x0)
+                    x0 = x;
+                if (x > x1)
+                    x1 = x;
+                if (y < y0)
+                    y0 = y;
+                if (y > y1)
+                    y1 = y;
+            }
+    if (x1 < 0) {
+        box[0] = box[1] = 0;
+        box[2] = box[3] = (float)S;
+        return;
+    }
+    /* counter-based: the key mixes (seed, dataset, case, slice); draw i is
+     * splitmix64 of key + i, reduced to [0, jitter] by a multiply-shift.
+     * Order of the draws: x_min, x_max, y_min, y_max (as the published loader). */
+    uint64_t key = seed ^ 0x5bd1e9955bd1e995ULL;
+    uint64_t st = key ^ sb_hash_str(dataset);
+    key = sb_splitmix64(&st);
+    st = key ^ sb_hash_str(case_id);
+    key = sb_splitmix64(&st);
+    st = key ^ (uint64_t)(uint32_t)slice;
+    key = sb_splitmix64(&st);
+    int r[4];
+    for (int i = 0; i < 4; i++) {
+        uint64_t s2 = key + (uint64_t)i;
+        uint64_t u = sb_splitmix64(&s2);
+        r[i] = (int)(((u >> 32) * (uint64_t)(jitter + 1)) >> 32);
+    }
+    int a = x0 - r[0], b2 = x1 + r[1], c = y0 - r[2], d = y1 + r[3];
+    box[0] = (float)(a < 0 ? 0 : a);
+    box[2] = (float)(b2 > S ? S : b2);
+    box[1] = (float)(c < 0 ? 0 : c);
+    box[3] = (float)(d > S ? S : d);
+}
