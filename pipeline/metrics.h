@@ -131,14 +131,30 @@ void sb_metrics_table_3d(const double spacing[3], double table[256]);
 /*
  * Exact squared Euclidean distance transform: out[v] = squared distance
  * (with spacing) from voxel v to the nearest voxel with feature[v] != 0, or
- * +inf if there is none. C layout, ndim 1..3, dims/spacing in array order.
- * Separable lower envelope of parabolas (Felzenszwalb-Huttenlocher), passes
- * in axis order 0, 1, 2, so the sum is ((d0 s0)^2 + (d1 s1)^2) + (d2 s2)^2
- * for the winning feature, rounding exactly like scipy's EDT. If
- * max_sq > 0, distances whose square exceeds max_sq may be reported as any
- * value > max_sq (the band-limited mode used for NSD). Returns SB_ENOMEM.
+ * +inf if there is none. C layout (last axis contiguous), ndim 1..3,
+ * dims/spacing in array order. Separable lower envelope of parabolas
+ * (Felzenszwalb-Huttenlocher), linear time. Passes run along the axes in
+ * `order` (NULL = 0, 1, 2): the value for the winning feature is then
+ * ((d_a s_a)^2 + (d_b s_b)^2) + (d_c s_c)^2 summed in that order, which
+ * rounds exactly like scipy's distance_transform_edt when `order` is the
+ * axis order of scipy's array. need (optional, may be NULL): the last pass
+ * only computes lines holding a voxel with need[v] != 0 (other outputs are
+ * then partial). Returns SB_ENOMEM / SB_EINVAL with a message.
  */
 int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
-              const double *spacing, double max_sq, double *out, sb_error *err);
+              const double *spacing, const int *order, const uint8_t *need, double *out,
+              sb_error *err);
+
+/*
+ * The same squared distances, but only at nq query voxels (linear C-layout
+ * indices): out[i] = squared distance at query[i]. For 3-D with order
+ * (2, 1, 0) (a NIfTI volume in DeepMind's axis order) it runs plane by
+ * plane and keeps only the columns holding queries, so its memory is a few
+ * planes plus (query columns x dims[0]) values instead of the whole box;
+ * otherwise it runs sb_edt_sq on a temporary map.
+ */
+int sb_edt_sq_at(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
+                 const double *spacing, const int *order, const int64_t *query, int64_t nq,
+                 double *out, sb_error *err);
 
 #endif

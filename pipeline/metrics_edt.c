@@ -1,0 +1,440 @@
+/*
+ * Exact anisotropic Euclidean distance transform (squared), separable:
+ * the first pass is the 1-D distance to the nearest feature on each line,
+ * the next passes take the lower envelope of parabolas
+ * (Felzenszwalb & Huttenlocher, "Distance Transforms of Sampled Functions",
+ * Theory of Computing 8, 2012), each linear in the line length.
+ *
+ * Rounding: every pass adds (d * s)^2, computed as t = (double)d * s; t * t,
+ * to the value of the previous passes; this file is compiled without
+ * floating-point contraction so no fused multiply-add changes that rounding
+ * (scipy's EDT sums the per-axis squares the same way, metrics.h).
+ */
+#pragma GCC optimize("fp-contract=off")
+
+#include "metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TILE_W 16
+
+typedef struct {
+    double *out;
+    const uint8_t *feature;
+    const uint8_t *need;
+    int64_t len, stride, W, tiles_per_outer;
+    double s;
+    int first;
+    /* per worker scratch */
+    double *scratch_f, *scratch_d, *scratch_z, *scratch_inv;
+    int32_t *scratch_v;
+} edt_pass;
+
+/*
+ * Lower envelope of the parabolas w (q - p)^2 + f[p] over one column of a
+ * tile (element q at f[q * W]); sites with f = inf are skipped. The
+ * breakpoints only choose the candidate sites: each output takes the
+ * smallest exactly computed value t*t + f[p] (t = (q - p) s) among the
+ * chosen site and its envelope neighbours, so the rounding of a breakpoint
+ * can never change the value.
+ */
+static void envelope(const double *f, double *d, int64_t n, int64_t W, double s, const double *inv,
+                     double *z, int32_t *v)
+{
+    const double w = s * s;
+    int64_t k = -1;
+    for (int64_t q = 0; q < n; q++) {
+        double fqv = f[q * W];
+        if (!(fqv < INFINITY))
+            continue;
+        double fq = fqv + w * (double)q * (double)q;
+        for (;;) {
+            if (k < 0) {
+                k = 0;
+                v[0] = (int32_t)q;
+                z[0] = -INFINITY;
+                break;
+            }
+            int64_t p = v[k];
+            double fp = f[p * W] + w * (double)p * (double)p;
+            double x = (fq - fp) * inv[q - p];
+            if (x <= z[k]) {
+                k--;
+                continue;
+            }
+            k++;
+            v[k] = (int32_t)q;
+            z[k] = x;
+            break;
+        }
+    }
+    if (k < 0) {
+        for (int64_t q = 0; q < n; q++)
+            d[q * W] = INFINITY;
+        return;
+    }
+    const int64_t nk = k + 1;
+    int64_t j = 0;
+    z[nk] = INFINITY;
+    for (int64_t q = 0; q < n; q++) {
+        while (j + 1 < nk && z[j + 1] < (double)q)
+            j++;
+        int64_t j0 = j > 0 ? j - 1 : 0, j1 = j + 1 < nk ? j + 1 : j;
+        double best = INFINITY;
+        for (int64_t jj = j0; jj <= j1; jj++) {
+            double t = (double)(q - v[jj]) * s;
+            double val = t * t + f[(int64_t)v[jj] * W];
+            if (val < best)
+                best = val;
+        }
+        d[q * W] = best;
+    }
+}
+
+static void edt_pass_range(void *arg, int64_t begin, int64_t end, int worker)
+{
+    edt_pass *P = arg;
+    const int64_t n = P->len, st = P->stride, W = P->W;
+    double *f = P->scratch_f + (size_t)worker * (size_t)(n * W);
+    double *d = P->scratch_d + (size_t)worker * (size_t)(n * W);
+    double *z = P->scratch_z + (size_t)worker * (size_t)(n + 1);
+    int32_t *v = P->scratch_v + (size_t)worker * (size_t)n;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t outer = t / P->tiles_per_outer, inner0 = (t % P->tiles_per_outer) * W;
+        int64_t w = st - inner0 < W ? st - inner0 : W;
+        int64_t base = outer * n * st + inner0;
+        int need_col[TILE_W];
+        int any = 1;
+        if (P->need) {
+            any = 0;
+            for (int64_t c = 0; c < w; c++)
+                need_col[c] = 0;
+            for (int64_t q = 0; q < n; q++) {
+                const uint8_t *nr = P->need + base + q * st;
+                for (int64_t c = 0; c < w; c++)
+                    need_col[c] |= nr[c] != 0;
+            }
+            for (int64_t c = 0; c < w; c++)
+                any |= need_col[c];
+        } else {
+            for (int64_t c = 0; c < w; c++)
+                need_col[c] = 1;
+        }
+        if (!any)
+            continue;
+        if (P->first) {
+            /* 1-D distance (in voxels) to the nearest feature on the line, two sweeps */
+            for (int64_t c = 0; c < w; c++) {
+                if (!need_col[c])
+                    continue;
+                const uint8_t *ft = P->feature + base + c;
+                int64_t last = -1;
+                for (int64_t q = 0; q < n; q++) {
+                    if (ft[q * st])
+                        last = q;
+                    f[q * W + c] = last >= 0 ? (double)(q - last) : INFINITY;
+                }
+                last = -1;
+                for (int64_t q = n - 1; q >= 0; q--) {
+                    if (ft[q * st])
+                        last = q;
+                    if (last >= 0 && (double)(last - q) < f[q * W + c])
+                        f[q * W + c] = (double)(last - q);
+                }
+            }
+            for (int64_t q = 0; q < n; q++) {
+                double *o = P->out + base + q * st;
+                for (int64_t c = 0; c < w; c++) {
+                    if (!need_col[c])
+                        continue;
+                    double dv = f[q * W + c];
+                    double tt = dv * P->s;
+                    o[c] = dv < INFINITY ? tt * tt : INFINITY;
+                }
+            }
+            continue;
+        }
+        for (int64_t q = 0; q < n; q++) {
+            const double *src = P->out + base + q * st;
+            for (int64_t c = 0; c < w; c++)
+                f[q * W + c] = src[c];
+        }
+        for (int64_t c = 0; c < w; c++)
+            if (need_col[c])
+                envelope(f + c, d + c, n, W, P->s, P->scratch_inv, z, v);
+        for (int64_t q = 0; q < n; q++) {
+            double *o = P->out + base + q * st;
+            for (int64_t c = 0; c < w; c++)
+                if (need_col[c])
+                    o[c] = d[q * W + c];
+        }
+    }
+}
+
+int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
+              const double *spacing, const int *order, const uint8_t *need, double *out,
+              sb_error *err)
+{
+    if (ndim < 1 || ndim > 3)
+        return sb_fail(err, SB_EINVAL, "distance transform: %d dimensions (1 to 3 supported)", ndim);
+    int64_t total = 1, maxlen = 1;
+    for (int a = 0; a < ndim; a++) {
+        if (dims[a] < 1)
+            return sb_fail(err, SB_EINVAL, "distance transform: dimension %d has size %lld", a,
+                           (long long)dims[a]);
+        if (!(spacing[a] > 0) || !isfinite(spacing[a]))
+            return sb_fail(err, SB_EINVAL, "distance transform: spacing %g on axis %d", spacing[a], a);
+        total *= dims[a];
+        if (dims[a] > maxlen)
+            maxlen = dims[a];
+    }
+    int ord[3] = {0, 1, 2};
+    if (order) {
+        int seen = 0;
+        for (int a = 0; a < ndim; a++) {
+            if (order[a] < 0 || order[a] >= ndim || (seen >> order[a]) & 1)
+                return sb_fail(err, SB_EINVAL, "distance transform: bad axis order");
+            seen |= 1 << order[a];
+            ord[a] = order[a];
+        }
+    }
+    int threads = ctx ? sb_ctx_threads(ctx) : 1;
+    edt_pass P;
+    memset(&P, 0, sizeof P);
+    size_t T = (size_t)threads, L = (size_t)maxlen;
+    P.scratch_f = malloc(sizeof(double) * T * L * TILE_W);
+    P.scratch_d = malloc(sizeof(double) * T * L * TILE_W);
+    P.scratch_z = malloc(sizeof(double) * T * (L + 1));
+    P.scratch_v = malloc(sizeof(int32_t) * T * L);
+    P.scratch_inv = malloc(sizeof(double) * L);
+    if (!P.scratch_f || !P.scratch_d || !P.scratch_z || !P.scratch_v || !P.scratch_inv) {
+        free(P.scratch_f);
+        free(P.scratch_d);
+        free(P.scratch_z);
+        free(P.scratch_v);
+        free(P.scratch_inv);
+        return sb_fail(err, SB_ENOMEM, "distance transform: out of memory for line buffers");
+    }
+    P.out = out;
+    P.feature = feature;
+    for (int pass = 0; pass < ndim; pass++) {
+        int a = ord[pass];
+        int64_t st = 1;
+        for (int b = a + 1; b < ndim; b++)
+            st *= dims[b];
+        P.len = dims[a];
+        P.stride = st;
+        P.W = st < TILE_W ? st : TILE_W;
+        P.tiles_per_outer = (st + P.W - 1) / P.W;
+        P.s = spacing[a];
+        P.first = pass == 0;
+        P.need = pass == ndim - 1 ? need : NULL;
+        const double w = P.s * P.s;
+        P.scratch_inv[0] = 0.0;
+        for (int64_t i = 1; i < dims[a]; i++)
+            P.scratch_inv[i] = 1.0 / (2.0 * w * (double)i);
+        int64_t ntiles = total / dims[a] / st * P.tiles_per_outer;
+        sb_parallel_for(ctx, ntiles, 16, edt_pass_range, &P);
+    }
+    free(P.scratch_f);
+    free(P.scratch_d);
+    free(P.scratch_z);
+    free(P.scratch_v);
+    free(P.scratch_inv);
+    return SB_OK;
+}
+
+/* ---- distances at query voxels ----------------------------------------- */
+
+typedef struct {
+    const uint8_t *feature;
+    int64_t B0, B1, B2;
+    double s0, s1, s2;
+    const int32_t *cidx;   /* B1*B2 -> compact column or -1 */
+    const uint8_t *ineed;  /* B2: some query column has this i */
+    int64_t nq_cols;
+    double *C;             /* nq_cols x B0 */
+    double *planes;        /* per worker B1*B2 */
+    double *tf, *td, *z, *inv1, *inv0;
+    int32_t *v;
+    int64_t maxlen;
+} fused_job;
+
+/* Passes along axes 2 and 1 of plane k, kept columns copied into C. */
+static void fused_planes(void *arg, int64_t begin, int64_t end, int worker)
+{
+    fused_job *J = arg;
+    const int64_t B1 = J->B1, B2 = J->B2, L = J->maxlen;
+    double *plane = J->planes + (size_t)worker * (size_t)(B1 * B2);
+    double *tf = J->tf + (size_t)worker * (size_t)(L * TILE_W);
+    double *td = J->td + (size_t)worker * (size_t)(L * TILE_W);
+    double *z = J->z + (size_t)worker * (size_t)(L + 1);
+    int32_t *v = J->v + (size_t)worker * (size_t)L;
+    for (int64_t k = begin; k < end; k++) {
+        const uint8_t *ft = J->feature + k * B1 * B2;
+        int any = 0;
+        /* pass along axis 2 (contiguous rows) */
+        for (int64_t j = 0; j < B1; j++) {
+            const uint8_t *row = ft + j * B2;
+            double *o = plane + j * B2;
+            int64_t last = -1;
+            for (int64_t i = 0; i < B2; i++) {
+                if (row[i])
+                    last = i;
+                o[i] = last >= 0 ? (double)(i - last) : INFINITY;
+            }
+            if (last < 0)
+                continue;
+            any = 1;
+            last = -1;
+            for (int64_t i = B2 - 1; i >= 0; i--) {
+                if (row[i])
+                    last = i;
+                if (last >= 0 && (double)(last - i) < o[i])
+                    o[i] = (double)(last - i);
+            }
+        }
+        if (!any) {
+            for (int64_t c = 0; c < J->nq_cols; c++)
+                J->C[c * J->B0 + k] = INFINITY;
+            continue;
+        }
+        for (int64_t x = 0; x < B1 * B2; x++) {
+            double t = plane[x] * J->s2;
+            plane[x] = plane[x] < INFINITY ? t * t : INFINITY;
+        }
+        /* pass along axis 1 in tiles of TILE_W columns */
+        for (int64_t i0 = 0; i0 < B2; i0 += TILE_W) {
+            int64_t w = B2 - i0 < TILE_W ? B2 - i0 : TILE_W;
+            int needed = 0;
+            for (int64_t c = 0; c < w; c++)
+                needed |= J->ineed[i0 + c];
+            if (!needed)
+                continue;
+            for (int64_t j = 0; j < B1; j++)
+                for (int64_t c = 0; c < w; c++)
+                    tf[j * TILE_W + c] = plane[j * B2 + i0 + c];
+            for (int64_t c = 0; c < w; c++)
+                if (J->ineed[i0 + c])
+                    envelope(tf + c, td + c, B1, TILE_W, J->s1, J->inv1, z, v);
+            for (int64_t j = 0; j < B1; j++)
+                for (int64_t c = 0; c < w; c++) {
+                    int32_t ci = J->cidx[j * B2 + i0 + c];
+                    if (ci >= 0)
+                        J->C[(int64_t)ci * J->B0 + k] = td[j * TILE_W + c];
+                }
+        }
+    }
+}
+
+/* Pass along axis 0 on the kept columns (contiguous in C). */
+static void fused_columns(void *arg, int64_t begin, int64_t end, int worker)
+{
+    fused_job *J = arg;
+    const int64_t L = J->maxlen, B0 = J->B0;
+    double *tf = J->tf + (size_t)worker * (size_t)(L * TILE_W);
+    double *z = J->z + (size_t)worker * (size_t)(L + 1);
+    int32_t *v = J->v + (size_t)worker * (size_t)L;
+    for (int64_t c = begin; c < end; c++) {
+        double *col = J->C + c * B0;
+        memcpy(tf, col, sizeof(double) * (size_t)B0);
+        envelope(tf, col, B0, 1, J->s0, J->inv0, z, v);
+    }
+}
+
+int sb_edt_sq_at(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
+                 const double *spacing, const int *order, const int64_t *query, int64_t nq,
+                 double *out, sb_error *err)
+{
+    int fused = ndim == 3 && order && order[0] == 2 && order[1] == 1 && order[2] == 0;
+    if (!fused) {
+        int64_t total = 1;
+        for (int a = 0; a < ndim; a++)
+            total *= dims[a] > 0 ? dims[a] : 1;
+        double *map = malloc(sizeof(double) * (size_t)total);
+        if (!map)
+            return sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld voxels",
+                           (long long)total);
+        int rc = sb_edt_sq(ctx, feature, ndim, dims, spacing, order, NULL, map, err);
+        if (rc == SB_OK)
+            for (int64_t i = 0; i < nq; i++)
+                out[i] = map[query[i]];
+        free(map);
+        return rc;
+    }
+    for (int a = 0; a < 3; a++) {
+        if (dims[a] < 1)
+            return sb_fail(err, SB_EINVAL, "distance transform: dimension %d has size %lld", a,
+                           (long long)dims[a]);
+        if (!(spacing[a] > 0) || !isfinite(spacing[a]))
+            return sb_fail(err, SB_EINVAL, "distance transform: spacing %g on axis %d", spacing[a], a);
+    }
+    fused_job J;
+    memset(&J, 0, sizeof J);
+    J.feature = feature;
+    J.B0 = dims[0];
+    J.B1 = dims[1];
+    J.B2 = dims[2];
+    J.s0 = spacing[0];
+    J.s1 = spacing[1];
+    J.s2 = spacing[2];
+    const int64_t plane = J.B1 * J.B2;
+    int threads = ctx ? sb_ctx_threads(ctx) : 1;
+    J.maxlen = J.B0 > J.B1 ? J.B0 : J.B1;
+    size_t T = (size_t)threads, L = (size_t)J.maxlen;
+    int32_t *cidx = malloc(sizeof(int32_t) * (size_t)plane);
+    uint8_t *ineed = calloc((size_t)J.B2, 1);
+    J.planes = malloc(sizeof(double) * T * (size_t)plane);
+    J.tf = malloc(sizeof(double) * T * L * TILE_W);
+    J.td = malloc(sizeof(double) * T * L * TILE_W);
+    J.z = malloc(sizeof(double) * T * (L + 1));
+    J.v = malloc(sizeof(int32_t) * T * L);
+    J.inv0 = malloc(sizeof(double) * (size_t)J.B0);
+    J.inv1 = malloc(sizeof(double) * (size_t)J.B1);
+    int rc = SB_OK;
+    if (!cidx || !ineed || !J.planes || !J.tf || !J.td || !J.z || !J.v || !J.inv0 || !J.inv1) {
+        rc = sb_fail(err, SB_ENOMEM, "distance transform: out of memory for plane buffers");
+        goto done;
+    }
+    for (int64_t x = 0; x < plane; x++)
+        cidx[x] = -1;
+    for (int64_t i = 0; i < nq; i++)
+        cidx[query[i] % plane] = 0;
+    int64_t ncols = 0;
+    for (int64_t x = 0; x < plane; x++)
+        if (cidx[x] >= 0) {
+            cidx[x] = (int32_t)ncols++;
+            ineed[x % J.B2] = 1;
+        }
+    J.cidx = cidx;
+    J.ineed = ineed;
+    J.nq_cols = ncols;
+    J.C = malloc(sizeof(double) * (size_t)(ncols ? ncols : 1) * (size_t)J.B0);
+    if (!J.C) {
+        rc = sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld columns", (long long)ncols);
+        goto done;
+    }
+    J.inv0[0] = J.inv1[0] = 0.0;
+    for (int64_t i = 1; i < J.B0; i++)
+        J.inv0[i] = 1.0 / (2.0 * J.s0 * J.s0 * (double)i);
+    for (int64_t i = 1; i < J.B1; i++)
+        J.inv1[i] = 1.0 / (2.0 * J.s1 * J.s1 * (double)i);
+    sb_parallel_for(ctx, J.B0, 1, fused_planes, &J);
+    sb_parallel_for(ctx, ncols, 64, fused_columns, &J);
+    for (int64_t i = 0; i < nq; i++)
+        out[i] = J.C[(int64_t)cidx[query[i] % plane] * J.B0 + query[i] / plane];
+done:
+    free(cidx);
+    free(ineed);
+    free(J.planes);
+    free(J.tf);
+    free(J.td);
+    free(J.z);
+    free(J.v);
+    free(J.inv0);
+    free(J.inv1);
+    free(J.C);
+    return rc;
+}
