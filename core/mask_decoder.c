@@ -86,16 +86,23 @@ int sb_mask_decoder_init(sb_mask_decoder *d, const sb_mask_decoder_params *p, sb
             if ((rc = bind_vec(nb[k], wb, C, prefix, name, err)))
                 return rc;
         }
-        snprintf(name, sizeof name, "transformer.layers.%d.mlp.layers.0.weight", l);
+        /* SAM v1's TwoWayAttentionBlock uses MLPBlock (mlp.lin1 / mlp.lin2),
+         * SAM2's uses MLP (mlp.layers.0 / .1); same math (issue 6). The
+         * checkpoint decides; random weights follow the v1 variant flags. */
+        char full[256];
+        snprintf(full, sizeof full, "%stransformer.layers.%d.mlp.lin1.weight", prefix, l);
+        int v1_mlp = wb->w ? sb_wbind_has(wb, full) : (!p->pred_obj_scores && !p->use_high_res_features);
+        const char *m0 = v1_mlp ? "lin1" : "layers.0", *m1 = v1_mlp ? "lin2" : "layers.1";
+        snprintf(name, sizeof name, "transformer.layers.%d.mlp.%s.weight", l, m0);
         if ((rc = bind_mat(&L->mlp0_w, wb, p->mlp_dim, C, prefix, name, err)))
             return rc;
-        snprintf(name, sizeof name, "transformer.layers.%d.mlp.layers.0.bias", l);
+        snprintf(name, sizeof name, "transformer.layers.%d.mlp.%s.bias", l, m0);
         if ((rc = bind_vec(&L->mlp0_b, wb, p->mlp_dim, prefix, name, err)))
             return rc;
-        snprintf(name, sizeof name, "transformer.layers.%d.mlp.layers.1.weight", l);
+        snprintf(name, sizeof name, "transformer.layers.%d.mlp.%s.weight", l, m1);
         if ((rc = bind_mat(&L->mlp1_w, wb, C, p->mlp_dim, prefix, name, err)))
             return rc;
-        snprintf(name, sizeof name, "transformer.layers.%d.mlp.layers.1.bias", l);
+        snprintf(name, sizeof name, "transformer.layers.%d.mlp.%s.bias", l, m1);
         if ((rc = bind_vec(&L->mlp1_b, wb, C, prefix, name, err)))
             return rc;
     }

@@ -9,6 +9,7 @@
  * per-module profiler and the dump helpers shared by the model files.
  */
 #include "sam2_internal.h"
+#include "sam_vit_internal.h" /* sb_sam_vit_model_init (sam/medsam flows, issue 6) */
 
 #include <math.h>
 #include <stdarg.h>
@@ -522,6 +523,10 @@ int sb_model_create(sb_model **out, const sb_model_options *opt, sb_ctx *ctx, sb
     case SB_FLOW_MEDSAM2:
     case SB_FLOW_SAMED2:
         rc = sam2_create(m, opt, err);
+        break;
+    case SB_FLOW_SAM: /* SAM ViT-B / MedSAM ViT-B: core/sam_vit_model.c (issue 6) */
+    case SB_FLOW_MEDSAM:
+        rc = sb_sam_vit_model_init(m, opt, err);
         break;
     default:
         rc = sb_fail(err, SB_EUNSUPPORTED, "model: flow '%s' is not available in this build", sb_flow_name(opt->flow));
