@@ -1,0 +1,303 @@
+/*
+ * sambench bench-model --flow FLOW [--model-config CFG] [--checkpoint CKPT | --random-weights]
+ *                      --batch B --reps R [--threads T] [--format json]
+ *
+ * Times one flow at its configured image size (1024 x 1024 for the
+ * releases) after a warm-up: median seconds per image, seconds per module,
+ * FLOPs per image (counted by the model as MODEL.md 5 does), the
+ * square-SGEMM peak measured in the same process at the same thread count,
+ * the ratio of the two, and the peak RSS. Flows are a table; the SAM ViT
+ * and SAMed-2 work add their entries.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef struct bench_flow {
+    const char *name;
+    int flow;
+    double ref_gflop; /* MODEL.md 5.2, per image at 1024 */
+} bench_flow;
+
+static const bench_flow bench_flows[] = {
+    {"sam2", SB_FLOW_SAM2, 363.7},
+    {"medsam2", SB_FLOW_MEDSAM2, 296.0},
+};
+
+#define GOAL_EFFICIENCY 0.85
+#define GOAL_RSS_MB 500.0
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Square SGEMM rate in GFLOP/s (best of a few runs of n x n x n). */
+static double sgemm_peak(int n)
+{
+    float *A = malloc((size_t)n * n * sizeof(float)), *B = malloc((size_t)n * n * sizeof(float)),
+          *C = malloc((size_t)n * n * sizeof(float));
+    double best = 0;
+    if (A && B && C) {
+        for (size_t i = 0; i < (size_t)n * n; i++) {
+            A[i] = (float)((i * 7) % 13) * 0.01f;
+            B[i] = (float)((i * 5) % 11) * 0.01f;
+            C[i] = 0;
+        }
+        sb_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n); /* warm-up */
+        for (int r = 0; r < 3; r++) {
+            double t0 = now_s();
+            sb_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+            double dt = now_s() - t0;
+            double g = 2.0 * (double)n * n * n / dt * 1e-9;
+            if (g > best)
+                best = g;
+        }
+    }
+    free(A);
+    free(B);
+    free(C);
+    return best;
+}
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f, "usage: sambench bench-model --flow FLOW [--model-config CFG] [--checkpoint CKPT | --random-weights]\n"
+               "                           --batch B --reps R [--threads T] [--format json|table]\n\n"
+               "Times the flow at its image size after one warm-up batch; prints the median seconds per image,\n"
+               "seconds per module, GFLOP per image, the square-SGEMM peak of this process at the same thread\n"
+               "count, the efficiency (achieved GFLOP/s over that peak) and the peak RSS, each beside its goal.\n"
+               "Without --model-config the flow's release configuration is used. Flows:");
+    for (size_t i = 0; i < sizeof bench_flows / sizeof bench_flows[0]; i++)
+        fprintf(f, " %s", bench_flows[i].name);
+    fprintf(f, "\n");
+}
+
+static int parse_pos(const char *v, long lo, long hi, long *out)
+{
+    char *e = NULL;
+    long x = strtol(v, &e, 10);
+    if (!e || *e || e == v || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+int cmd_bench_model(int argc, char **argv)
+{
+    const char *flow = NULL, *cfg = NULL, *ckpt = NULL, *format = "table";
+    int random_w = 0;
+    long batch = 0, reps = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            bench_usage(stdout);
+            return SB_EXIT_OK;
+        } else if (!strcmp(a, "--flow") && v) {
+            flow = v;
+            i++;
+        } else if (!strcmp(a, "--model-config") && v) {
+            cfg = v;
+            i++;
+        } else if (!strcmp(a, "--checkpoint") && v) {
+            ckpt = v;
+            i++;
+        } else if (!strcmp(a, "--random-weights")) {
+            random_w = 1;
+        } else if (!strcmp(a, "--batch") && v) {
+            if (parse_pos(v, 1, 4096, &batch)) {
+                fprintf(stderr, "sambench bench-model: --batch %s: expected a positive integer\n", v);
+                return SB_EXIT_USAGE;
+            }
+            i++;
+        } else if (!strcmp(a, "--reps") && v) {
+            if (parse_pos(v, 1, 100000, &reps)) {
+                fprintf(stderr, "sambench bench-model: --reps %s: expected a positive integer\n", v);
+                return SB_EXIT_USAGE;
+            }
+            i++;
+        } else if (!strcmp(a, "--threads") && v) {
+            if (parse_pos(v, 1, 4096, &threads)) {
+                fprintf(stderr, "sambench bench-model: --threads %s: expected a positive integer\n", v);
+                return SB_EXIT_USAGE;
+            }
+            i++;
+        } else if (!strcmp(a, "--format") && v) {
+            format = v;
+            if (strcmp(v, "json") && strcmp(v, "table")) {
+                fprintf(stderr, "sambench bench-model: --format %s: expected json or table\n", v);
+                return SB_EXIT_USAGE;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "sambench bench-model: unknown or incomplete option '%s'\n", a);
+            bench_usage(stderr);
+            return SB_EXIT_USAGE;
+        }
+    }
+    if (!flow || !batch || !reps || (!ckpt && !random_w) || (ckpt && random_w)) {
+        fprintf(stderr, "sambench bench-model: --flow, --batch, --reps and one of --checkpoint / --random-weights "
+                        "are required\n");
+        bench_usage(stderr);
+        return SB_EXIT_USAGE;
+    }
+    const bench_flow *bf = NULL;
+    for (size_t i = 0; i < sizeof bench_flows / sizeof bench_flows[0]; i++)
+        if (!strcmp(bench_flows[i].name, flow))
+            bf = &bench_flows[i];
+    if (!bf) {
+        fprintf(stderr, "sambench bench-model: --flow %s is not supported\n", flow);
+        return SB_EXIT_USAGE;
+    }
+    sb_error err;
+    sb_error_clear(&err);
+    sb_ctx *ctx = NULL;
+    int nthreads = threads > 0 ? (int)threads : sb_default_threads(1);
+    if (sb_ctx_create(&ctx, nthreads, &err))
+        return sb_report_error("bench-model", &err);
+    /* the SGEMM peak first, so its matrices are gone before the model's peak */
+    double peak = sgemm_peak(2048);
+
+    sb_weights *w = NULL;
+    sb_model *m = NULL;
+    int rc = SB_OK;
+    if (ckpt)
+        rc = sb_weights_load(&w, ckpt, &err);
+    if (!rc) {
+        sb_model_options mo;
+        memset(&mo, 0, sizeof mo);
+        mo.flow = bf->flow;
+        mo.config_path = cfg;
+        mo.weights = w;
+        mo.random_weights = random_w;
+        mo.seed = 1;
+        rc = sb_model_create(&m, &mo, ctx, &err);
+    }
+    if (rc) {
+        sb_weights_free(w);
+        sb_ctx_free(ctx);
+        return sb_report_error("bench-model", &err);
+    }
+    sb_model_output out;
+    memset(&out, 0, sizeof out);
+    int64_t S = sb_model_image_size(m), B = batch;
+    float *img = malloc((size_t)(B * 3 * S * S) * sizeof(float));
+    float *boxes = malloc((size_t)(B * 4) * sizeof(float));
+    double *times = calloc((size_t)reps, sizeof(double));
+    sb_profile *prof = calloc(1, sizeof *prof);
+    if (!img || !boxes || !times || !prof) {
+        fprintf(stderr, "sambench bench-model: out of memory\n");
+        rc = SB_ENOMEM;
+        goto out;
+    }
+    uint64_t st = 12345;
+    for (int64_t i = 0; i < B * 3 * S * S; i++) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        img[i] = (float)((st >> 40) & 0xffff) / 65536.0f;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        boxes[b * 4 + 0] = (float)(S / 4 + b);
+        boxes[b * 4 + 1] = (float)(S / 4);
+        boxes[b * 4 + 2] = (float)(3 * S / 4);
+        boxes[b * 4 + 3] = (float)(3 * S / 4 - b);
+    }
+    sb_prompts pr;
+    memset(&pr, 0, sizeof pr);
+    pr.boxes = boxes;
+    sb_forward_options fo;
+    sb_forward_options_default(&fo);
+    double t0 = now_s();
+    if ((rc = sb_model_forward(m, ctx, img, B, &pr, &fo, &out, &err)))
+        goto out;
+    double warm = now_s() - t0;
+    fo.profile = prof;
+    for (long r = 0; r < reps; r++) {
+        t0 = now_s();
+        if ((rc = sb_model_forward(m, ctx, img, B, &pr, &fo, &out, &err)))
+            goto out;
+        times[r] = (now_s() - t0) / (double)B;
+    }
+    qsort(times, (size_t)reps, sizeof(double), cmp_double);
+    double med = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+    double flops = 0;
+    for (int i = 0; i < prof->n; i++)
+        flops += prof->flops[i];
+    double imgs = (double)prof->images;
+    double gflop = flops / imgs * 1e-9;
+    double eff = peak > 0 ? gflop / med / peak : 0;
+    double rss = peak_rss_mb();
+    char desc[256];
+    sb_model_describe(m, desc, sizeof desc);
+    if (!strcmp(format, "json")) {
+        printf("{\"flow\": \"%s\", \"batch\": %lld, \"reps\": %ld, \"threads\": %d, \"image_size\": %lld,\n", bf->name,
+               (long long)B, reps, nthreads, (long long)S);
+        printf(" \"blas_core\": \"%s\", \"weights\": \"%s\",\n", sb_blas_corename(), ckpt ? "checkpoint" : "random");
+        printf(" \"seconds_per_image\": %.6f, \"gflop_per_image\": %.3f, \"sgemm_peak_gflops\": %.3f,\n", med, gflop,
+               peak);
+        printf(" \"efficiency\": %.4f, \"peak_rss_mb\": %.1f, \"arena_peak_mb\": %.1f, \"weights_mb\": %.1f,\n", eff,
+               rss, (double)sb_model_arena_peak(m) / 1048576.0, (double)sb_model_weight_bytes(m) / 1048576.0);
+        printf(" \"warmup_seconds\": %.4f, \"achieved_gflops\": %.3f,\n", warm, gflop / med);
+        printf(" \"goals\": {\"efficiency\": %.2f, \"peak_rss_mb\": %.0f},\n", GOAL_EFFICIENCY, GOAL_RSS_MB);
+        printf(" \"modules\": {");
+        for (int i = 0; i < prof->n; i++)
+            printf("%s\"%s\": %.6f", i ? ", " : "", prof->name[i], prof->seconds[i] / imgs);
+        printf("},\n \"module_gflop\": {");
+        for (int i = 0; i < prof->n; i++)
+            printf("%s\"%s\": %.4f", i ? ", " : "", prof->name[i], prof->flops[i] / imgs * 1e-9);
+        printf("}}\n");
+    } else {
+        printf("bench-model: %s\n", desc);
+        printf("flow %s, batch %lld, %ld reps after 1 warm-up, %d thread(s), image %lldx%lld, OpenBLAS %s, %s weights\n\n",
+               bf->name, (long long)B, reps, nthreads, (long long)S, (long long)S, sb_blas_corename(),
+               ckpt ? "checkpoint" : "random");
+        printf("| figure | measured | goal |\n|---|---|---|\n");
+        printf("| seconds per image (median) | %.3f | %.3f (= GFLOP / (0.85 x SGEMM peak)) |\n", med,
+               peak > 0 ? gflop / (GOAL_EFFICIENCY * peak) : 0.0);
+        printf("| GFLOP per image | %.1f | %.1f (MODEL.md 5) |\n", gflop, S == 1024 ? bf->ref_gflop : gflop);
+        printf("| achieved GFLOP/s | %.1f | %.1f |\n", gflop / med, GOAL_EFFICIENCY * peak);
+        printf("| square SGEMM peak GFLOP/s | %.1f | - |\n", peak);
+        printf("| efficiency | %.1f %% | >= %.0f %% %s |\n", 100 * eff, 100 * GOAL_EFFICIENCY,
+               eff >= GOAL_EFFICIENCY ? "(met)" : "(not met)");
+        printf("| peak RSS MiB | %.0f | < %.0f at batch 1 %s |\n", rss, GOAL_RSS_MB,
+               B == 1 ? (rss < GOAL_RSS_MB ? "(met)" : "(not met)") : "");
+        printf("| activation arena MiB | %.0f | - |\n| weights MiB | %.0f | - |\n\n",
+               (double)sb_model_arena_peak(m) / 1048576.0, (double)sb_model_weight_bytes(m) / 1048576.0);
+        printf("| module | s/image | GFLOP/image | GFLOP/s |\n|---|---|---|---|\n");
+        for (int i = 0; i < prof->n; i++) {
+            double s = prof->seconds[i] / imgs, g = prof->flops[i] / imgs * 1e-9;
+            printf("| %s | %.4f | %.3f | %.1f |\n", prof->name[i], s, g, s > 0 ? g / s : 0.0);
+        }
+    }
+out:
+    sb_model_output_free(&out);
+    free(img);
+    free(boxes);
+    free(times);
+    free(prof);
+    sb_model_free(m);
+    sb_weights_free(w);
+    sb_ctx_free(ctx);
+    if (rc)
+        return sb_report_error("bench-model", &err);
+    return SB_EXIT_OK;
+}
