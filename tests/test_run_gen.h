@@ -35,7 +35,7 @@ static uint64_t gen_mix(uint64_t x)
  * has an ellipse whose centre and radii depend on (seed, c, k); when
  * empty_every > 0 every empty_every-th slice has an empty mask. prefix_dot:
  * write split entries as "./image/NAME" (else "image/NAME"). */
-static int gen_dataset(const char *root, const char *folder, int ncases, int nslices, int w, int h, uint64_t seed,
+__attribute__((unused)) static int gen_dataset(const char *root, const char *folder, int ncases, int nslices, int w, int h, uint64_t seed,
                        int empty_every, int prefix_dot)
 {
     char p[4096];
@@ -83,7 +83,7 @@ static int gen_dataset(const char *root, const char *folder, int ncases, int nsl
 }
 
 /* The standard small collection: 3 tasks, 3 modalities, 13 cases, 39 slices. */
-static int gen_medbank(const char *root)
+__attribute__((unused)) static int gen_medbank(const char *root)
 {
     int rc = 0;
     rc |= gen_dataset(root, "Liver_CT_001", 4, 5, 48, 40, 1, 7, 1);
