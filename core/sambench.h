@@ -424,6 +424,9 @@ void sb_weights_random_values(const char *key, int ndim, const int64_t *shape, u
  * root and "dtype" (original) on each dataset. */
 int sb_weights_save_h5(const sb_weights *w, const char *path, const char *source,
                        const char *source_sha256, sb_error *err);
+/* The root attributes of a sambench-h5 file ("" when absent; each buffer
+ * holds cap bytes). Returns 0, or -1 if the file cannot be opened. */
+int sb_weights_h5_attrs(const char *path, char *format, char *source, char *source_sha256, size_t cap);
 
 /* ---- memory bank (core/weights_bank.c) ---------------------------------- */
 /*
@@ -456,6 +459,9 @@ typedef struct sb_bank {
     char location[32];    /* device the tensors were pickled from, e.g. "cuda:0" */
 } sb_bank;
 int sb_bank_load(sb_bank **out, const char *path, sb_error *err);
+/* Structure only (for inspect): shapes, dtypes, location and iou[] are
+ * filled, maskmem/pos/feat are NULL and payload_bytes is 0. */
+int sb_bank_inspect(sb_bank **out, const char *path, sb_error *err);
 void sb_bank_free(sb_bank *b);
 /* Converts n elements of a payload array (dtype SB_DT_BF16 or SB_DT_F32) to float32. */
 void sb_bank_to_f32(const void *payload, int dtype, int64_t n, float *out);
