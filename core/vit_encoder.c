@@ -83,44 +83,123 @@ void sb_vit_rel_pos_resize(const float *table, int64_t len, int64_t C, int64_t S
 /* ------------------------------------------------------------------ */
 /* attention with decomposed relative position                        */
 /* ------------------------------------------------------------------ */
+/*
+ * rel_h[q=(qy,qx), ky] = sum_c q[c] Rh[qy - ky + S - 1][c]
+ * rel_w[q=(qy,qx), kx] = sum_c q[c] Rw[qx - kx + S - 1][c]
+ * with the unscaled q (MODEL.md 2.8, 6.6). The tables are stored transposed
+ * and row-reversed, T[c][r'] = R[M-1-r'][c] (row stride TSTRIDE(S) with
+ * zero padding), so that the table row qy - ky + S - 1 is column
+ * S-1-qy+ky: for a fixed qy, rel_h over (qx, ky) is a small GEMM
+ * Q[qx, c] x T[c, S-1-qy + ky]; for a fixed qx, rel_w over (qy, kx) is
+ * Q[qy, c] x T[c, S-1-qx + kx]. One work item = (window, head, t) computes
+ * rel_h for qy = t and rel_w for qx = t.
+ */
+#define TPAD 16
+#define TSTRIDE(S) (2 * (S) - 1 + TPAD)
 
 typedef struct {
     const float *qkv;
     int64_t S, L, heads, hd, C3;
-    const float *tht, *twt; /* transposed tables [hd, 2S-1] */
+    const float *tht, *twt; /* [hd, TSTRIDE(S)] */
     float *relh, *relw;     /* [nwin, heads, L, S] */
 } relpos_job;
 
-/* rel_h[q=(qy,qx), ky] = sum_c q[c] Rh[qy - ky + S - 1][c]
- * rel_w[q=(qy,qx), kx] = sum_c q[c] Rw[qx - kx + S - 1][c]
- * with the unscaled q (MODEL.md 2.8, 6.6). One item = (window, head, qy). */
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+static inline __m256i tail_mask(int64_t n) /* lanes < n (n in 0..8) */
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
+}
+
+/* out[i*os + k] = sum_c a[i*as + c] b[c*bs + k] for i < R, k < N, c < K.
+ * b rows must be readable up to the next multiple of 16 columns past N. */
+static void small_gemm(const float *a, int64_t as, const float *b, int64_t bs, float *out,
+                       int64_t os, int64_t R, int64_t N, int64_t K)
+{
+    for (int64_t k0 = 0; k0 < N; k0 += 16) {
+        const int64_t nk = N - k0 < 16 ? N - k0 : 16;
+        const __m256i m0 = tail_mask(nk > 8 ? 8 : nk), m1 = tail_mask(nk > 8 ? nk - 8 : 0);
+        int64_t i = 0;
+        for (; i + 4 <= R; i += 4) {
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00;
+            __m256 c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+            const float *a0 = a + i * as, *a1 = a0 + as, *a2 = a1 + as, *a3 = a2 + as;
+            const float *bp = b + k0;
+            for (int64_t c = 0; c < K; c++, bp += bs) {
+                __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+                __m256 x = _mm256_broadcast_ss(a0 + c);
+                c00 = _mm256_fmadd_ps(x, b0, c00);
+                c01 = _mm256_fmadd_ps(x, b1, c01);
+                x = _mm256_broadcast_ss(a1 + c);
+                c10 = _mm256_fmadd_ps(x, b0, c10);
+                c11 = _mm256_fmadd_ps(x, b1, c11);
+                x = _mm256_broadcast_ss(a2 + c);
+                c20 = _mm256_fmadd_ps(x, b0, c20);
+                c21 = _mm256_fmadd_ps(x, b1, c21);
+                x = _mm256_broadcast_ss(a3 + c);
+                c30 = _mm256_fmadd_ps(x, b0, c30);
+                c31 = _mm256_fmadd_ps(x, b1, c31);
+            }
+            float *o = out + i * os + k0;
+            _mm256_maskstore_ps(o, m0, c00);
+            _mm256_maskstore_ps(o + 8, m1, c01);
+            _mm256_maskstore_ps(o + os, m0, c10);
+            _mm256_maskstore_ps(o + os + 8, m1, c11);
+            _mm256_maskstore_ps(o + 2 * os, m0, c20);
+            _mm256_maskstore_ps(o + 2 * os + 8, m1, c21);
+            _mm256_maskstore_ps(o + 3 * os, m0, c30);
+            _mm256_maskstore_ps(o + 3 * os + 8, m1, c31);
+        }
+        for (; i < R; i++) {
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0;
+            const float *ai = a + i * as, *bp = b + k0;
+            for (int64_t c = 0; c < K; c++, bp += bs) {
+                __m256 x = _mm256_broadcast_ss(ai + c);
+                c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(bp), c0);
+                c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(bp + 8), c1);
+            }
+            _mm256_maskstore_ps(out + i * os + k0, m0, c0);
+            _mm256_maskstore_ps(out + i * os + k0 + 8, m1, c1);
+        }
+    }
+}
+#else
+static void small_gemm(const float *a, int64_t as, const float *b, int64_t bs, float *out,
+                       int64_t os, int64_t R, int64_t N, int64_t K)
+{
+    for (int64_t i = 0; i < R; i++) {
+        float *o = out + i * os;
+        for (int64_t k = 0; k < N; k++)
+            o[k] = 0.f;
+        for (int64_t c = 0; c < K; c++) {
+            const float x = a[i * as + c];
+            const float *bp = b + c * bs;
+            for (int64_t k = 0; k < N; k++)
+                o[k] += x * bp[k];
+        }
+    }
+}
+#endif
+
 static void relpos_range(void *arg, int64_t begin, int64_t end, int worker)
 {
     (void)worker;
     const relpos_job *J = arg;
-    const int64_t S = J->S, M = 2 * S - 1, hd = J->hd;
+    const int64_t S = J->S, TS = TSTRIDE(S), hd = J->hd, L = J->L;
     for (int64_t it = begin; it < end; it++) {
-        int64_t qy = it % S;
-        int64_t h = (it / S) % J->heads;
-        int64_t w = it / (S * J->heads);
-        for (int64_t qx = 0; qx < S; qx++) {
-            int64_t q = qy * S + qx;
-            const float *qv = J->qkv + (w * J->L + q) * J->C3 + h * hd;
-            float *rh = J->relh + ((w * J->heads + h) * J->L + q) * S;
-            float *rw = J->relw + ((w * J->heads + h) * J->L + q) * S;
-            for (int64_t k = 0; k < S; k++)
-                rh[k] = rw[k] = 0.f;
-            for (int64_t c = 0; c < hd; c++) {
-                float qc = qv[c];
-                /* row index qy - ky + S - 1 for ky = 0..S-1 runs downwards */
-                const float *th = J->tht + c * M + qy + S - 1;
-                const float *tw = J->twt + c * M + qx + S - 1;
-                for (int64_t k = 0; k < S; k++) {
-                    rh[k] += qc * th[-k];
-                    rw[k] += qc * tw[-k];
-                }
-            }
-        }
+        const int64_t t = it % S;
+        const int64_t h = (it / S) % J->heads;
+        const int64_t w = it / (S * J->heads);
+        const float *qbase = J->qkv + w * L * J->C3 + h * hd;
+        const int64_t obase = (w * J->heads + h) * L;
+        /* rel_h, qy = t: rows qx (token t*S + qx), row stride S in the output */
+        small_gemm(qbase + t * S * J->C3, J->C3, J->tht + (S - 1 - t), TS,
+                   J->relh + (obase + t * S) * S, S, S, S, hd);
+        /* rel_w, qx = t: rows qy (token qy*S + t), row stride S*S in the output */
+        small_gemm(qbase + t * J->C3, S * J->C3, J->twt + (S - 1 - t), TS,
+                   J->relw + (obase + t) * S, S * S, S, S, hd);
     }
 }
 
@@ -129,7 +208,8 @@ typedef struct {
     int64_t heads, L, S;
 } relpos_bias;
 
-/* sb_attention's tile callback: scores[i, j] += rel_h[q, ky] + rel_w[q, kx]. */
+/* sb_attention's tile callback: scores[i, j] += rel_h[q, ky] + rel_w[q, kx]
+ * for query q = q0 + i and key k = k0 + j = ky*S + kx. */
 static void relpos_add(void *arg, int64_t batch, int64_t head, int64_t q0, int64_t nq, int64_t k0,
                        int64_t nk, float *scores, int64_t ld)
 {
@@ -140,19 +220,26 @@ static void relpos_add(void *arg, int64_t batch, int64_t head, int64_t q0, int64
         const float *rh = R->relh + (base + q0 + i) * S;
         const float *rw = R->relw + (base + q0 + i) * S;
         float *s = scores + i * ld;
-        int64_t j = 0;
-        int64_t k = k0;
+        int64_t j = 0, ky = k0 / S, kx = k0 % S;
         while (j < nk) {
-            int64_t ky = k / S, kx = k % S;
             int64_t run = S - kx;
             if (run > nk - j)
                 run = nk - j;
-            float hv = rh[ky];
+            const float hv = rh[ky];
             const float *wv = rw + kx;
-            for (int64_t t = 0; t < run; t++)
-                s[j + t] += hv + wv[t];
+            float *sj = s + j;
+            int64_t t = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+            const __m256 h8 = _mm256_set1_ps(hv);
+            for (; t + 8 <= run; t += 8)
+                _mm256_storeu_ps(sj + t, _mm256_add_ps(_mm256_loadu_ps(sj + t),
+                                                       _mm256_add_ps(h8, _mm256_loadu_ps(wv + t))));
+#endif
+            for (; t < run; t++)
+                sj[t] += hv + wv[t];
             j += run;
-            k += run;
+            ky++;
+            kx = 0;
         }
     }
 }
@@ -160,8 +247,8 @@ static void relpos_add(void *arg, int64_t batch, int64_t head, int64_t q0, int64
 size_t sb_vit_rel_attention_scratch_bytes(int64_t nwin, int64_t S, int64_t heads, int64_t hd,
                                           int threads)
 {
-    int64_t L = S * S, M = 2 * S - 1;
-    size_t b = 2 * ALIGN64((size_t)(hd * M) * sizeof(float));
+    int64_t L = S * S;
+    size_t b = 2 * ALIGN64((size_t)(hd * TSTRIDE(S)) * sizeof(float));
     b += 2 * ALIGN64((size_t)(nwin * heads * L * S) * sizeof(float));
     sb_attn_args a;
     memset(&a, 0, sizeof a);
@@ -180,10 +267,10 @@ int sb_vit_rel_attention(sb_ctx *ctx, const float *qkv, int64_t nwin, int64_t S,
     if (nwin <= 0 || S <= 0 || heads <= 0 || hd <= 0)
         return sb_fail(err, SB_EINVAL, "vit attention: bad sizes nwin %lld S %lld heads %lld hd %lld",
                        (long long)nwin, (long long)S, (long long)heads, (long long)hd);
-    const int64_t L = S * S, M = 2 * S - 1, C = heads * hd;
+    const int64_t L = S * S, M = 2 * S - 1, TS = TSTRIDE(S), C = heads * hd;
     size_t mark = scratch ? sb_arena_mark(scratch) : 0;
     float *tht, *twt, *relh, *relw;
-    size_t tb = (size_t)(hd * M) * sizeof(float), rb = (size_t)(nwin * heads * L * S) * sizeof(float);
+    size_t tb = (size_t)(hd * TS) * sizeof(float), rb = (size_t)(nwin * heads * L * S) * sizeof(float);
     if (scratch) {
         tht = sb_arena_alloc_checked(scratch, tb, "rel-pos table (h)", err);
         twt = tht ? sb_arena_alloc_checked(scratch, tb, "rel-pos table (w)", err) : NULL;
@@ -203,10 +290,12 @@ int sb_vit_rel_attention(sb_ctx *ctx, const float *qkv, int64_t nwin, int64_t S,
             return sb_fail(err, SB_ENOMEM, "vit attention: out of memory for rel-pos terms");
         }
     }
-    for (int64_t r = 0; r < M; r++)
+    memset(tht, 0, tb);
+    memset(twt, 0, tb);
+    for (int64_t r = 0; r < M; r++) /* transposed, rows reversed (see above) */
         for (int64_t c = 0; c < hd; c++) {
-            tht[c * M + r] = rel_h[r * hd + c];
-            twt[c * M + r] = rel_w[r * hd + c];
+            tht[c * TS + (M - 1 - r)] = rel_h[r * hd + c];
+            twt[c * TS + (M - 1 - r)] = rel_w[r * hd + c];
         }
     relpos_job J = {qkv, S, L, heads, hd, 3 * C, tht, twt, relh, relw};
     sb_parallel_for(ctx, nwin * heads * S, 1, relpos_range, &J);

@@ -129,6 +129,7 @@ static void test_rel_attention_matches_naive(void **state)
     check_rel_attention(1, 7, 3, 4, 13, 12);  /* global-like single map */
     check_rel_attention(2, 4, 2, 16, 3, 13);  /* table too short: interpolated up */
     check_rel_attention(1, 3, 1, 8, 11, 14);  /* table too long: interpolated down */
+    check_rel_attention(1, 18, 2, 8, 35, 15); /* S > 16: several column chunks */
 }
 
 static void test_rel_attention_threads_and_arena(void **state)
