@@ -102,33 +102,39 @@ static void test_linear(void **state)
 {
     (void)state;
     /* {M, K, N}: the last two take the row-chunked path (K <= 256 and M at
-     * least two chunks of 512 KiB / (4 N) rows); the others one sgemm. */
+     * least two chunks of max(256, 512 KiB / (4 N)) rows, the last partial);
+     * the others one sgemm. */
     const int64_t shapes[][3] = {{1, 1, 1}, {5, 3, 1}, {1, 64, 9}, {37, 96, 41},
-                                 {300, 300, 7}, {8001, 17, 33}, {1031, 200, 700}};
-    for (int threads = 1; threads <= 3; threads++) {
-        sb_ctx *ctx = make_ctx(threads);
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            const int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
-            float *x = fmalloc((size_t)(M * K)), *W = fmalloc((size_t)(N * K));
-            float *b = fmalloc((size_t)N), *y = fmalloc((size_t)(M * N)), *ref = fmalloc((size_t)(M * N));
-            fill_uniform(x, (size_t)(M * K), 21 + s, -1, 1);
-            fill_uniform(W, (size_t)(N * K), 22 + s, -0.5f, 0.5f);
-            fill_uniform(b, (size_t)N, 23 + s, -2, 2);
-            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                                 {300, 300, 7}, {8001, 17, 33}, {600, 8, 520}};
+    sb_ctx *ctx[3];
+    for (int t = 0; t < 3; t++)
+        ctx[t] = make_ctx(t + 1);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float *x = fmalloc((size_t)(M * K)), *W = fmalloc((size_t)(N * K));
+        float *b = fmalloc((size_t)N), *y = fmalloc((size_t)(M * N)), *ref = fmalloc((size_t)(M * N));
+        fill_uniform(x, (size_t)(M * K), 21 + s, -1, 1);
+        fill_uniform(W, (size_t)(N * K), 22 + s, -0.5f, 0.5f);
+        fill_uniform(b, (size_t)N, 23 + s, -2, 2);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            linear_ref(x, M, K, W, with_bias ? b : NULL, N, ref);
+            for (int t = 0; t < 3; t++) {
                 fill_uniform(y, (size_t)(M * N), 99, 5, 6); /* garbage: must be overwritten */
-                sb_linear(ctx, x, M, K, W, with_bias ? b : NULL, N, y);
-                linear_ref(x, M, K, W, with_bias ? b : NULL, N, ref);
+                const int blas_before = openblas_get_num_threads();
+                sb_linear(ctx[t], x, M, K, W, with_bias ? b : NULL, N, y);
                 char label[96];
                 snprintf(label, sizeof label, "linear %lldx%lldx%lld bias=%d thr=%d", (long long)M,
-                         (long long)K, (long long)N, with_bias, threads);
+                         (long long)K, (long long)N, with_bias, t + 1);
                 assert_true(compare_f32(label, y, ref, (size_t)(M * N)).max_rel <= GEMM_REL_TOL);
-                /* a multi-threaded ctx must leave OpenBLAS at its thread count */
-                assert_int_equal(openblas_get_num_threads(), threads);
+                /* the chunked path drops OpenBLAS to 1 thread inside its
+                 * parallel region and must restore the setting */
+                assert_int_equal(openblas_get_num_threads(), blas_before);
             }
-            free(x), free(W), free(b), free(y), free(ref);
         }
-        sb_ctx_free(ctx);
+        free(x), free(W), free(b), free(y), free(ref);
     }
+    for (int t = 0; t < 3; t++)
+        sb_ctx_free(ctx[t]);
 }
 
 static void test_linear_cm(void **state)
