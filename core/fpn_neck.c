@@ -54,8 +54,10 @@ int sb_fpn_neck_init(sb_fpn_neck *n, const sb_sam2_config *cfg, const sb_hiera *
                            "neck: level %d is %lldx%lld but 2x level %d is %lldx%lld (image size must be a multiple of 32)",
                            l, (long long)n->side[l], (long long)n->side[l], l + 1, (long long)(2 * n->side[l + 1]),
                            (long long)(2 * n->side[l + 1]));
+    /* only the last kept level's PE is ever used (memory attention); the
+     * others are computed when dumped (level 0's would be 64 MiB at 1024) */
     int kept = sb_fpn_neck_levels_out(n);
-    for (int l = 0; l < kept; l++) {
+    for (int l = kept - 1; l < kept; l++) {
         int64_t s = n->side[l];
         n->pe[l] = malloc((size_t)(n->pe_feats * s * s) * sizeof(float));
         if (!n->pe[l])
@@ -137,6 +139,8 @@ int sb_fpn_neck_forward(const sb_fpn_neck *n, sb_ctx *ctx, float *const *stage, 
     sb_modprof_begin(mp, "neck");
     for (int l = last; l >= 0; l--) {
         int64_t HW = n->side[l] * n->side[l];
+        if (!lev[l])
+            continue; /* level 0 not wanted (the caller fuses it into conv_s0) */
         sb_linear(ctx, stage[l], B * HW, n->in_ch[l], n->conv_w[l], n->conv_b[l], C, lev[l]);
         sb_modprof_flops(mp, sb_flops_linear(B * HW, n->in_ch[l], C));
         if (l < last && n->top_down[l]) {
@@ -150,6 +154,8 @@ int sb_fpn_neck_forward(const sb_fpn_neck *n, sb_ctx *ctx, float *const *stage, 
     if (dump) {
         for (int l = 0; l < kept; l++) {
             int64_t s = n->side[l], HW = s * s;
+            if (!lev[l])
+                continue;
             size_t m2 = sb_arena_mark(a);
             float *t = sb_arena_alloc_checked(a, (size_t)(B * C * HW) * sizeof(float), "dump", err);
             if (!t) {
@@ -160,8 +166,12 @@ int sb_fpn_neck_forward(const sb_fpn_neck *n, sb_ctx *ctx, float *const *stage, 
             sb_tok_to_nchw(lev[l], B, HW, C, t);
             snprintf(name, sizeof name, "encoder/backbone_fpn_%d", l);
             sb_dump4(dump, dump_arg, name, t, B, C, s, s);
-            for (int64_t b = 0; b < B; b++)
-                memcpy(t + b * C * HW, n->pe[l], (size_t)(n->pe_feats * HW) * sizeof(float));
+            if (n->pe[l])
+                memcpy(t, n->pe[l], (size_t)(n->pe_feats * HW) * sizeof(float));
+            else
+                sb_pe_sine(t, n->pe_feats, s, s);
+            for (int64_t b = 1; b < B; b++)
+                memcpy(t + b * C * HW, t, (size_t)(n->pe_feats * HW) * sizeof(float));
             snprintf(name, sizeof name, "encoder/vision_pos_enc_%d", l);
             sb_dump4(dump, dump_arg, name, t, B, n->pe_feats, s, s);
             sb_arena_reset(a, m2);

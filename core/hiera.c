@@ -172,8 +172,8 @@ int64_t sb_hiera_stage_side(const sb_hiera *h, int s)
  * proj on the NORMED x, then pool), on chunks of row pairs. Without q-pool
  * (not in any release) it is proj alone. */
 static int shortcut_proj(const sb_hiera_block *b, sb_ctx *ctx, const float *xn, int64_t B, int64_t H,
-                         int64_t W, float *y, int64_t Ho, int64_t Wo, sb_arena *a, sb_modprof *mp,
-                         sb_error *err)
+                         int64_t W, float *y, int64_t Ho, int64_t Wo, int64_t ctok, sb_arena *a,
+                         sb_modprof *mp, sb_error *err)
 {
     int64_t Ci = b->dim, Co = b->dim_out;
     if (!b->q_pool) {
@@ -181,7 +181,7 @@ static int shortcut_proj(const sb_hiera_block *b, sb_ctx *ctx, const float *xn, 
         sb_modprof_flops(mp, sb_flops_linear(B * H * W, Ci, Co));
         return SB_OK;
     }
-    int64_t rows_per = SB_HIERA_CHUNK_TOKENS / (2 * W);
+    int64_t rows_per = ctok / (2 * W);
     if (rows_per < 1)
         rows_per = 1;
     size_t mark = sb_arena_mark(a);
@@ -307,7 +307,8 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
 
     /* shortcut */
     if (Ci != Co) {
-        if ((rc = shortcut_proj(b, ctx, xn, B, H, W, y, Ho, Wo, a, mp, err)))
+        if ((rc = shortcut_proj(b, ctx, xn, B, H, W, y, Ho, Wo,
+                                h->chunk_tokens > 0 ? h->chunk_tokens : SB_HIERA_CHUNK_TOKENS, a, mp, err)))
             goto done;
     } else {
         memcpy(y, x, (size_t)(B * H * W * Ci) * sizeof(float));
@@ -339,7 +340,8 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
         goto done;
     }
     int64_t nwin = B * g.nwy * g.nwx;
-    int64_t chunk = SB_HIERA_CHUNK_TOKENS / L;
+    int64_t ctok = h->chunk_tokens > 0 ? h->chunk_tokens : SB_HIERA_CHUNK_TOKENS;
+    int64_t chunk = ctok / L;
     if (chunk < 1)
         chunk = 1;
     if (h->adapter) { /* temporal pairs must not straddle chunks */
@@ -422,7 +424,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
     /* MLP on token chunks: y += lin1(gelu(lin0(LN2(y)))) */
     {
         int64_t M = B * Ho * Wo, hid = b->mlp_hidden;
-        int64_t tc = SB_HIERA_CHUNK_TOKENS < M ? SB_HIERA_CHUNK_TOKENS : M;
+        int64_t tc = ctok < M ? ctok : M;
         float *t = sb_arena_alloc_checked(a, (size_t)(tc * Co) * sizeof(float), "hiera mlp in", err);
         float *hb = t ? sb_arena_alloc_checked(a, (size_t)(tc * hid) * sizeof(float), "hiera mlp hidden", err) : NULL;
         if (!hb) {

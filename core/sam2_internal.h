@@ -97,6 +97,7 @@ typedef struct sb_hiera {
     int pos_bkg_h, pos_bkg_w, pos_win_size;
     float *pos_embed;                    /* [H0,W0,C0] NHWC, precomputed for image_size */
     int64_t image_size, H0, W0;
+    int64_t chunk_tokens;                /* tokens per window chunk; 0 = default (8192) */
     sb_hiera_adapter_fn adapter;         /* NULL: plain SAM2 block */
     void *adapter_arg;
 } sb_hiera;
@@ -130,7 +131,8 @@ int sb_fpn_neck_init(sb_fpn_neck *n, const sb_sam2_config *cfg, const sb_hiera *
 void sb_fpn_neck_release(sb_fpn_neck *n);
 /* Number of levels kept after the scalp. */
 int sb_fpn_neck_levels_out(const sb_fpn_neck *n);
-/* stage NHWC -> out[l] token-major [B, Hl*Wl, d_model] for the kept levels.
+/* stage NHWC -> out[l] token-major [B, Hl*Wl, d_model] for the kept levels
+ * (out[0] may be NULL: level 0 is then not computed, the caller fuses it).
  * dump: encoder/backbone_fpn_i, encoder/vision_pos_enc_i (NCHW). */
 int sb_fpn_neck_forward(const sb_fpn_neck *n, sb_ctx *ctx, float *const *stage, int64_t B,
                         float **out, sb_arena *a, sb_modprof *mp, sb_dump_fn dump,

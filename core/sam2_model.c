@@ -278,9 +278,24 @@ static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B
         }                                                                                        \
     } while (0)
     float *lev[SB_CFG_MAX_LEVELS] = {0}, *stage[SB_CFG_MAX_STAGES] = {0};
-    for (int l = 0; l < kept; l++)
+    float *feat_s0 = NULL, *feat_s1 = NULL;
+    int64_t s0 = n->neck.side[0], s1 = kept > 1 ? n->neck.side[1] : 0;
+    int use_hr = cfg->use_high_res_features;
+    if (n->neck.side[kept - 1] != e || (use_hr && (4 * e != s0 || 2 * e != s1))) {
+        rc = sb_fail(err, SB_EINVAL, "feature levels %lld/%lld/%lld do not match the embedding size %lld",
+                     (long long)s0, (long long)s1, (long long)n->neck.side[kept - 1], (long long)e);
+        goto done;
+    }
+    /* Level 0 (64 MiB at 1024) is only consumed by conv_s0: unless it is
+     * dumped, it is never materialised; conv_s0 runs on chunks of it. */
+    int lev0_whole = dump != NULL || !use_hr;
+    for (int l = lev0_whole ? 0 : 1; l < kept; l++)
         ALLOC(lev[l], B * n->neck.side[l] * n->neck.side[l] * C, "fpn level");
-    /* forward_image */
+    if (use_hr) {
+        ALLOC(feat_s0, B * (C / 8) * s0 * s0, "conv_s0");
+        ALLOC(feat_s1, B * (C / 4) * s1 * s1, "conv_s1");
+    }
+    /* forward_image: trunk, neck, conv_s0/conv_s1 (SAM2Base.forward_image) */
     {
         size_t m2 = sb_arena_mark(a);
         for (int s = 0; s < n->trunk.n_stages; s++) {
@@ -291,29 +306,34 @@ static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B
             goto done;
         if ((rc = sb_fpn_neck_forward(&n->neck, ctx, stage, B, lev, a, mp, dump, da, err)))
             goto done;
-        sb_arena_reset(a, m2);
-    }
-    int64_t side2 = n->neck.side[kept - 1];
-    if (side2 != e) {
-        rc = sb_fail(err, SB_EINVAL, "level-2 features are %lldx%lld but image_size/backbone_stride is %lld",
-                     (long long)side2, (long long)side2, (long long)e);
-        goto done;
-    }
-    float *feat_s0 = NULL, *feat_s1 = NULL;
-    int64_t s0 = n->neck.side[0], s1 = kept > 1 ? n->neck.side[1] : 0;
-    if (cfg->use_high_res_features) {
-        sb_modprof_begin(mp, "conv_s0_s1");
-        ALLOC(feat_s0, B * (C / 8) * s0 * s0, "conv_s0");
-        ALLOC(feat_s1, B * (C / 4) * s1 * s1, "conv_s1");
-        sb_conv1x1_tok_to_nchw(ctx, lev[0], B, s0 * s0, C, n->dec.conv_s0_w, n->dec.conv_s0_b, C / 8, feat_s0);
-        sb_conv1x1_tok_to_nchw(ctx, lev[1], B, s1 * s1, C, n->dec.conv_s1_w, n->dec.conv_s1_b, C / 4, feat_s1);
-        sb_modprof_flops(mp, sb_flops_linear(B * s0 * s0, C, C / 8) + sb_flops_linear(B * s1 * s1, C, C / 4));
-        sb_modprof_end(mp);
-        if (4 * e != s0 || 2 * e != s1) {
-            rc = sb_fail(err, SB_EINVAL, "high-res levels %lld, %lld do not match 4x/2x the embedding %lld",
-                         (long long)s0, (long long)s1, (long long)e);
-            goto done;
+        if (use_hr) {
+            sb_modprof_begin(mp, "conv_s0_s1");
+            int64_t HW0 = s0 * s0, Cin0 = n->neck.in_ch[0];
+            if (lev[0]) {
+                sb_conv1x1_tok_to_nchw(ctx, lev[0], B, HW0, C, n->dec.conv_s0_w, n->dec.conv_s0_b, C / 8, feat_s0);
+            } else {
+                int64_t ch = HW0 < 8192 ? HW0 : 8192;
+                float *lat;
+                ALLOC(lat, ch * C, "fpn level 0 chunk");
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t p0 = 0; p0 < HW0; p0 += ch) {
+                        int64_t np = HW0 - p0 < ch ? HW0 - p0 : ch;
+                        /* the neck's lateral conv of level 0 (no top-down there, MODEL.md 2.2.6) */
+                        sb_linear(ctx, stage[0] + (b * HW0 + p0) * Cin0, np, Cin0, n->neck.conv_w[0],
+                                  n->neck.conv_b[0], C, lat);
+                        float *dst = feat_s0 + b * (C / 8) * HW0 + p0;
+                        sb_gemm(0, 1, C / 8, np, C, 1.0f, n->dec.conv_s0_w, C, lat, C, 0.0f, dst, HW0);
+                        for (int64_t o = 0; o < C / 8; o++)
+                            for (int64_t q = 0; q < np; q++)
+                                dst[o * HW0 + q] += n->dec.conv_s0_b[o];
+                    }
+                sb_modprof_flops(mp, sb_flops_linear(B * HW0, Cin0, C));
+            }
+            sb_conv1x1_tok_to_nchw(ctx, lev[1], B, s1 * s1, C, n->dec.conv_s1_w, n->dec.conv_s1_b, C / 4, feat_s1);
+            sb_modprof_flops(mp, sb_flops_linear(B * HW0, C, C / 8) + sb_flops_linear(B * s1 * s1, C, C / 4));
+            sb_modprof_end(mp);
         }
+        sb_arena_reset(a, m2);
     }
     float *tmp = NULL;
     if (dump) {
@@ -590,7 +610,8 @@ int sb_model_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B,
         return rc;
     /* the activation arena: planned on the first call for a batch size (a
      * generous virtual reservation of which only the touched pages cost
-     * memory), then re-created at exactly the measured peak and reused. */
+     * memory: the first call's allocation sequence is the plan, its peak is
+     * reported) and reused by every later call. */
     int replan = 0;
     if (!m->arena || B > m->arena_batch) {
         sb_arena_free(m->arena);
@@ -619,12 +640,9 @@ int sb_model_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B,
     size_t peak = sb_arena_peak(m->arena);
     if (peak > m->arena_peak)
         m->arena_peak = peak;
-    if (rc == SB_OK && replan) {
-        sb_arena *exact = NULL;
-        if (sb_arena_create(&exact, peak, NULL) == SB_OK) {
-            sb_arena_free(m->arena);
-            m->arena = exact;
-        }
-    }
+    /* The arena is kept: its touched pages are the plan (the peak); the
+     * untouched rest of the reservation costs no memory, and re-creating it
+     * would fault every page in again on the next call. */
+    (void)replan;
     return rc;
 }
