@@ -157,6 +157,83 @@ static void test_dense_grid(void **state)
     free(pe);
 }
 
+/* The prompt encoder's dense PE and box embedding in the golden files
+ * (MODEL.md 2.3, pitfall 13) from the checkpoint's gaussian matrix:
+ * prompt_encoder/dense_pe (1,C,h,w) and prompt_encoder/sparse (B,2,C) =
+ * PE((x+0.5)/S, (y+0.5)/S) of both box corners + point_embeddings.2/.3.
+ * Same tolerance model as above with |a| <= 2 pi (|G0|+|G1|). */
+static void check_prompt_pe(const char *ckpt, const char *golden)
+{
+    sb_error err;
+    sb_weights *w;
+    assert_sb_ok(err, sb_weights_load(&w, fixture_path(ckpt), &err));
+    const char *gk = "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix";
+    int nd;
+    int64_t sg[SB_MAX_DIMS];
+    assert_sb_ok(err, sb_weights_shape(w, gk, &nd, sg, &err));
+    assert_int_equal(nd, 2);
+    assert_int_equal(sg[0], 2);
+    const float *G = sb_weights_get(w, gk, 2, sg, &err);
+    assert_non_null(G);
+    int64_t npf = sg[1], C = 2 * npf;
+    double gmax = 0;
+    for (int64_t j = 0; j < npf; j++)
+        gmax = fmax(gmax, fabs(G[j]) + fabs(G[npf + j]));
+    double tol = arg_tol(2 * M_PI * gmax);
+
+    sb_h5 *f;
+    assert_sb_ok(err, sb_h5_open(&f, fixture_path(golden), SB_H5_READ, &err));
+    float *dense, *sparse, *boxes;
+    int64_t sd[SB_MAX_DIMS], ss[SB_MAX_DIMS], sb[SB_MAX_DIMS], si[SB_MAX_DIMS];
+    assert_sb_ok(err, sb_h5_read_f32(f, "prompt_encoder/dense_pe", &dense, &nd, sd, &err));
+    assert_int_equal(sd[1], C);
+    float *pe = malloc((size_t)(C * sd[2] * sd[3]) * sizeof(float));
+    sb_pe_dense_grid(G, npf, sd[2], sd[3], pe);
+    char label[128];
+    snprintf(label, sizeof label, "%s dense_pe %lldx%lld", golden, (long long)sd[2], (long long)sd[3]);
+    cmp_stats st = compare_f32(label, pe, dense, (size_t)(C * sd[2] * sd[3]));
+    assert_true(st.max_abs <= tol);
+
+    assert_sb_ok(err, sb_h5_read_f32(f, "prompt_encoder/sparse", &sparse, &nd, ss, &err));
+    assert_sb_ok(err, sb_h5_read_f32(f, "prompt_encoder/boxes", &boxes, &nd, sb, &err));
+    assert_sb_ok(err, sb_h5_shape(f, "input/image", &nd, si, &err));
+    int64_t B = ss[0], S_h = si[2], S_w = si[3];
+    int64_t se[2] = {1, C};
+    const float *pt2 = sb_weights_get(w, "sam_prompt_encoder.point_embeddings.2.weight", 2, se, &err);
+    const float *pt3 = sb_weights_get(w, "sam_prompt_encoder.point_embeddings.3.weight", 2, se, &err);
+    assert_non_null(pt2);
+    assert_non_null(pt3);
+    float *emb = malloc((size_t)(B * 2 * C) * sizeof(float));
+    for (int64_t b = 0; b < B; b++) {
+        const float *bx = boxes + b * 4;
+        /* corners (x0,y0), (x1,y1), +0.5 pixel centre, x / width, y / height */
+        float uv[4] = {(bx[0] + 0.5f) / (float)S_w, (bx[1] + 0.5f) / (float)S_h,
+                       (bx[2] + 0.5f) / (float)S_w, (bx[3] + 0.5f) / (float)S_h};
+        sb_pe_random_fourier(G, npf, uv, 2, emb + b * 2 * C);
+        for (int64_t c = 0; c < C; c++) {
+            emb[(b * 2 + 0) * C + c] += pt2[c];
+            emb[(b * 2 + 1) * C + c] += pt3[c];
+        }
+    }
+    snprintf(label, sizeof label, "%s sparse (box corners)", golden);
+    st = compare_f32(label, emb, sparse, (size_t)(B * 2 * C));
+    assert_true(st.max_abs <= tol + 1e-6);
+    free(pe);
+    free(emb);
+    free(dense);
+    free(sparse);
+    free(boxes);
+    sb_h5_close(f);
+    sb_weights_free(w);
+}
+
+static void test_prompt_pe_fixtures(void **state)
+{
+    (void)state;
+    check_prompt_pe("samed2_tiny.pth", "samed2_step0.h5");
+    check_prompt_pe("sam2_tiny.pth", "sam2_step0.h5");
+}
+
 /* ---- axial RoPE ---------------------------------------------------------------- */
 
 static void test_rope_table(void **state)
@@ -239,6 +316,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sine_formula), cmocka_unit_test(test_sine_fixtures),
         cmocka_unit_test(test_random_fourier), cmocka_unit_test(test_dense_grid),
+        cmocka_unit_test(test_prompt_pe_fixtures),
         cmocka_unit_test(test_rope_table),   cmocka_unit_test(test_rope_apply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
