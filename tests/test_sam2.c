@@ -362,6 +362,95 @@ static void test_model_errors(void **state)
     free(img);
 }
 
+
+/* sambench replay: the written datasets match the golden files under the same tolerance. */
+static void replay_and_check(const char *flow, const char *fixture)
+{
+    const char *dir = temp_path("replay_out");
+    char *out = NULL;
+    int rc = run_sambench(&out, "replay --flow %s --model-config %s --checkpoint %s --output-dir %s %s", flow,
+                          fixture_path("sam2_tiny_config.json"), fixture_path("sam2_tiny.pth"), dir,
+                          fixture_path(fixture));
+    if (rc != 0)
+        fail_msg("replay exit %d: %s", rc, out ? out : "");
+    free(out);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, fixture);
+    sb_error err;
+    sb_h5 *got = NULL, *ref = NULL;
+    assert_sb_ok(err, sb_h5_open(&got, path, SB_H5_READ, &err));
+    assert_sb_ok(err, sb_h5_open(&ref, fixture_path(fixture), SB_H5_READ, &err));
+    const char *names[] = {"encoder/backbone_fpn_0", "encoder/backbone_fpn_1", "encoder/backbone_fpn_2",
+                           "prompt_encoder/sparse", "mask_decoder/low_res_masks", "mask_decoder/iou_pred",
+                           "logits/final", "output/binary_mask"};
+    printf("replay --flow %s %s\n", flow, fixture);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        float *a = NULL, *b = NULL;
+        int na, nb;
+        int64_t sa[SB_MAX_DIMS], sbs[SB_MAX_DIMS];
+        assert_sb_ok(err, sb_h5_read_f32(got, names[i], &a, &na, sa, &err));
+        assert_sb_ok(err, sb_h5_read_f32(ref, names[i], &b, &nb, sbs, &err));
+        assert_int_equal(na, nb);
+        size_t n = 1;
+        for (int k = 0; k < na; k++) {
+            assert_int_equal(sa[k], sbs[k]);
+            n *= (size_t)sa[k];
+        }
+        cmp_stats st = compare_f32(names[i], a, b, n);
+        if (strcmp(names[i], "output/binary_mask") == 0) {
+            /* flips only where the reference logit is within 1e-4 max|logit| of 0.5 */
+            float *lg = NULL;
+            int nl;
+            int64_t sl[SB_MAX_DIMS];
+            assert_sb_ok(err, sb_h5_read_f32(ref, "logits/final", &lg, &nl, sl, &err));
+            double mx = 0;
+            for (size_t k = 0; k < n; k++)
+                mx = fmax(mx, fabs(lg[k]));
+            for (size_t k = 0; k < n; k++)
+                if (a[k] != b[k])
+                    assert_true(fabs(lg[k] - 0.5) < 1e-4 * mx);
+            free(lg);
+        } else
+            assert_true(st.max_abs <= 1e-4 * st.max_ref + 1e-6);
+        free(a);
+        free(b);
+    }
+    sb_h5_close(got);
+    sb_h5_close(ref);
+}
+
+static void test_replay_cli(void **state)
+{
+    (void)state;
+    replay_and_check("sam2", "sam2_step0.h5");
+    replay_and_check("medsam2", "medsam2_step0.h5");
+    char *out = NULL;
+    /* bad input: exit 2 with a message naming the problem */
+    assert_int_equal(run_sambench(&out, "replay --flow nope --model-config a --checkpoint b --output-dir c d.h5"), 2);
+    assert_non_null(strstr(out, "nope"));
+    free(out);
+    assert_int_equal(run_sambench(&out, "replay --flow sam2 --model-config %s --checkpoint %s --output-dir %s "
+                                        "/nonexistent/step.h5",
+                                  fixture_path("sam2_tiny_config.json"), fixture_path("sam2_tiny.pth"),
+                                  temp_path("replay_bad")),
+                     2);
+    assert_non_null(strstr(out, "/nonexistent/step.h5"));
+    free(out);
+    /* a golden file of the wrong image size for the config */
+    assert_int_equal(run_sambench(&out, "replay --flow sam2 --model-config configs/models/sam2_hiera_s_original.yaml "
+                                        "--checkpoint %s --output-dir %s %s",
+                                  fixture_path("sam2_tiny.pth"), temp_path("replay_bad"), fixture_path("sam2_step0.h5")),
+                     2);
+    assert_non_null(strstr(out, "expected shape"));
+    free(out);
+    assert_int_equal(run_sambench(&out, "replay --flow sam2"), 2);
+    free(out);
+    assert_int_equal(run_sambench(&out, "bench-model --flow sam2 --batch 0 --reps 1 --random-weights"), 2);
+    free(out);
+    assert_int_equal(run_sambench(&out, "bench-model --flow sam2 --batch 1 --reps 1"), 2);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_sam2_parity),
         cmocka_unit_test(test_medsam2_parity),
+        cmocka_unit_test(test_replay_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
