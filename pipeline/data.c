@@ -253,9 +253,10 @@ static int list_medbank_folder(sb_data *d, dset *s, const char *folder, const ch
         lines[nl++] = strdup(p);
     }
     fclose(f);
-    qsort(lines, (size_t)nl, sizeof *lines, cmp_str); /* the published loader sorts */
-    cap = nl;
-    e = calloc(cap ? (size_t)cap : 1, sizeof *e);
+    if (nl > 0)
+        qsort(lines, (size_t)nl, sizeof *lines, cmp_str); /* the published loader sorts */
+    cap = nl > 0 ? nl : 1;
+    e = calloc((size_t)cap, sizeof *e);
     for (int i = 0; e && i < nl; i++) {
         char stem[512];
         int64_t sidx;
@@ -353,7 +354,7 @@ static int list_medbank(sb_data *d, dset *s, const char *root)
         for (size_t i = 0; dirs && i < g.gl_pathc; i++)
             if (dir_exists(g.gl_pathv[i]))
                 dirs[nd++] = g.gl_pathv[i];
-        if (dirs)
+        if (dirs && nd > 0)
             qsort(dirs, (size_t)nd, sizeof *dirs, cmp_str);
     }
     if (nd == 0)
@@ -467,7 +468,8 @@ int sb_data_open_medbank(sb_data **out, const char *root, const char *split, int
         names[n++] = strdup(de->d_name);
     }
     closedir(dir);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 0)
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
     for (int i = 0; i < n; i++) {
         sb_dataset_spec spec;
         sb_dataset_spec_defaults(&spec);

@@ -34,7 +34,7 @@ static uint8_t luma(int r, int g, int b) { return (uint8_t)((r * 19595 + g * 384
 static void test_grey(void **state)
 {
     (void)state;
-    uint8_t g8[6] = {0, 1, 127, 128, 200, 255}, rgb[18], l[6];
+    uint8_t g8[6] = {0, 1, 127, 128, 200, 255}, rgb[32 * 3], l[32];
     sb_png_image im = roundtrip("g8.png", g8, 3, 2, 0, 8, NULL, 0);
     assert_int_equal(im.mode, SB_PIL_L);
     assert_memory_equal(im.data, g8, 6);
