@@ -1,6 +1,6 @@
 /* Small MedBank-layout datasets for the run/report/compare tests (and for
  * `test_run --gen DIR`, used by tests/slurm and the demo when `sambench
- * synth` is not available): ROOT/<Task>_<Modality>_<ID>/{image,mask}/*.png
+ * synth` is not available): ROOT/<Task>_<Modality>_<ID>/{image,mask}/<slice>.png
  * with test.txt. Deterministic ellipse masks (0/255) on noise images. */
 #ifndef TEST_RUN_GEN_H
 #define TEST_RUN_GEN_H
