@@ -128,114 +128,159 @@ typedef struct {
     const uint8_t *mask;
     const int32_t *first, *last;
     int64_t lo[3], B[3];   /* box origin (corner coords) and size */
-    uint8_t *codemap;      /* box, border codes (internal numbering), 0 elsewhere */
-    int32_t *rcount;       /* surfels per corner row */
-    int32_t *rstart, *rend; /* corner range scanned per row (box coords), end exclusive */
-    int64_t *pos;          /* fill phase: surfel box index */
-    uint8_t *code;
-    const int64_t *roff;   /* fill phase: first surfel of each row */
+    int64_t nrows, nchunks;
+    int64_t W;             /* bitmap words per corner row */
+    uint64_t *bits;        /* surfel presence, row-strided bitmap */
+    const uint8_t *zero;   /* rowlen + 2 zero bytes */
+    /* per chunk outputs */
+    int64_t **cpos;
+    uint8_t **ccode;
+    int64_t *cn;
+    int failed;
 } surf_job;
 
-static const uint8_t spread4[16] = {0x00, 0x01, 0x04, 0x05, 0x10, 0x11, 0x14, 0x15,
-                                    0x40, 0x41, 0x44, 0x45, 0x50, 0x51, 0x54, 0x55};
-static const uint8_t spread2[4] = {0x0, 0x1, 0x4, 0x5};
-
-static void surf_rows(void *arg, int64_t begin, int64_t end, int worker)
+/* Border code of the corner between voxels x-1 and x of the rows (internal
+ * numbering: row k of the block, voxel x-1 -> bit 2*nr-1-2k, voxel x -> bit
+ * 2*nr-2-2k); 0 for the codes that are not border (none or all set). */
+static inline uint8_t code3(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3, int64_t x)
 {
-    (void)worker;
-    surf_job *J = arg;
-    const geom *G = J->G;
-    const int n = G->n, nr = n == 3 ? 4 : 2;
-    const int full = n == 3 ? 255 : 15;
-    const int64_t L = G->rowlen, Bf = J->B[n - 1];
-    for (int64_t r = begin; r < end; r++) {
-        /* corner row r -> corner coords of the slow axes */
-        int64_t c0, c1 = 0;
-        if (n == 3) {
-            c0 = J->lo[0] + r / J->B[1];
-            c1 = J->lo[1] + r % J->B[1];
-        } else {
-            c0 = J->lo[0] + r;
-        }
-        const uint8_t *rowp[4] = {NULL, NULL, NULL, NULL};
-        int64_t xmin = INT64_MAX, xmax = INT64_MIN;
-        for (int k = 0; k < nr; k++) {
-            int64_t v0, v1 = 0, vr;
-            if (n == 3) {
-                v0 = c0 - 1 + (k >> 1);
-                v1 = c1 - 1 + (k & 1);
-                if (v0 < 0 || v0 >= G->md[0] || v1 < 0 || v1 >= G->md[1])
-                    continue;
-                vr = v0 * G->md[1] + v1;
-            } else {
-                v0 = c0 - 1 + k;
-                if (v0 < 0 || v0 >= G->md[0])
-                    continue;
-                vr = v0;
-            }
-            if (J->first[vr] < 0)
-                continue;
-            rowp[k] = J->mask + vr * L;
-            if (J->first[vr] < xmin)
-                xmin = J->first[vr];
-            if (J->last[vr] > xmax)
-                xmax = J->last[vr];
-        }
-        uint8_t *cm = J->codemap + r * Bf;
-        if (xmin > xmax) {
-            J->rcount[r] = 0;
-            J->rstart[r] = J->rend[r] = 0;
-            continue;
-        }
-        /* corners xmin .. xmax+1 (absolute), voxels xmin-1 .. xmax+1 */
-        int32_t cnt = 0;
-        int prev = 0;
-        int64_t lo2 = J->lo[n - 1];
-        for (int64_t x = xmin; x <= xmax + 1; x++) {
-            int cur = 0;
-            if (x < L)
-                for (int k = 0; k < nr; k++)
-                    cur |= (rowp[k] && rowp[k][x] != 0) << (nr - 1 - k);
-            int code = n == 3 ? (spread4[prev] << 1) | spread4[cur] : (spread2[prev] << 1) | spread2[cur];
-            prev = cur;
-            if (code != 0 && code != full) {
-                cm[x - lo2] = (uint8_t)code;
-                cnt++;
-            }
-        }
-        J->rcount[r] = cnt;
-        J->rstart[r] = (int32_t)(xmin - lo2);
-        J->rend[r] = (int32_t)(xmax + 2 - lo2);
-    }
+    uint8_t c = (uint8_t)(((r0[x - 1] != 0) << 7) | ((r0[x] != 0) << 6) | ((r1[x - 1] != 0) << 5) |
+                          ((r1[x] != 0) << 4) | ((r2[x - 1] != 0) << 3) | ((r2[x] != 0) << 2) |
+                          ((r3[x - 1] != 0) << 1) | (r3[x] != 0));
+    return (uint8_t)(c + 1) > 1 ? c : 0;
 }
 
-static void surf_fill(void *arg, int64_t begin, int64_t end, int worker)
+static inline uint8_t code2(const uint8_t *r0, const uint8_t *r1, int64_t x)
+{
+    uint8_t c = (uint8_t)(((r0[x - 1] != 0) << 3) | ((r0[x] != 0) << 2) | ((r1[x - 1] != 0) << 1) | (r1[x] != 0));
+    return c != 0 && c != 15 ? c : 0;
+}
+
+/* Codes of one corner row into buf[xmin .. xmax+1] (absolute corner coords);
+ * returns 0 if the row has no foreground around it. */
+static int row_codes(const surf_job *J, int64_t r, uint8_t *buf, int64_t *xlo, int64_t *xhi)
+{
+    const geom *G = J->G;
+    const int n = G->n, nr = n == 3 ? 4 : 2;
+    const int64_t L = G->rowlen;
+    const uint8_t *zero = J->zero + 1;
+    int64_t c0, c1 = 0;
+    if (n == 3) {
+        c0 = J->lo[0] + r / J->B[1];
+        c1 = J->lo[1] + r % J->B[1];
+    } else {
+        c0 = J->lo[0] + r;
+    }
+    const uint8_t *rowp[4] = {zero, zero, zero, zero};
+    int64_t xmin = INT64_MAX, xmax = INT64_MIN;
+    for (int k = 0; k < nr; k++) {
+        int64_t v0, v1 = 0, vr;
+        if (n == 3) {
+            v0 = c0 - 1 + (k >> 1);
+            v1 = c1 - 1 + (k & 1);
+            if (v0 < 0 || v0 >= G->md[0] || v1 < 0 || v1 >= G->md[1])
+                continue;
+            vr = v0 * G->md[1] + v1;
+        } else {
+            v0 = c0 - 1 + k;
+            if (v0 < 0 || v0 >= G->md[0])
+                continue;
+            vr = v0;
+        }
+        if (J->first[vr] < 0)
+            continue;
+        rowp[k] = J->mask + vr * L;
+        if (J->first[vr] < xmin)
+            xmin = J->first[vr];
+        if (J->last[vr] > xmax)
+            xmax = J->last[vr];
+    }
+    if (xmin > xmax)
+        return 0;
+    /* corners xmin .. xmax+1; voxels xmin-1 and xmax+1 are 0 in every row */
+    const uint8_t *r0 = rowp[0], *r1 = rowp[1], *r2 = rowp[2], *r3 = rowp[3];
+    uint8_t c = 0;
+    for (int k = 0; k < nr; k++)
+        c |= (uint8_t)((rowp[k][xmin] != 0) << (2 * nr - 2 - 2 * k));
+    buf[xmin] = c;
+    if (n == 3)
+        for (int64_t x = xmin + 1; x <= xmax; x++)
+            buf[x] = code3(r0, r1, r2, r3, x);
+    else
+        for (int64_t x = xmin + 1; x <= xmax; x++)
+            buf[x] = code2(r0, r1, x);
+    c = 0;
+    for (int k = 0; k < nr; k++)
+        c |= (uint8_t)((rowp[k][xmax] != 0) << (2 * nr - 1 - 2 * k));
+    buf[xmax + 1] = c;
+    *xlo = xmin;
+    *xhi = xmax + 1;
+    return 1;
+}
+
+static void surf_chunks(void *arg, int64_t begin, int64_t end, int worker)
 {
     (void)worker;
     surf_job *J = arg;
-    const int64_t Bf = J->B[J->G->n - 1];
-    for (int64_t r = begin; r < end; r++) {
-        int64_t o = J->roff[r];
-        const uint8_t *cm = J->codemap + r * Bf;
-        for (int32_t x = J->rstart[r]; x < J->rend[r]; x++)
-            if (cm[x]) {
-                J->pos[o] = r * Bf + x;
-                J->code[o] = cm[x];
-                o++;
+    const int n = J->G->n;
+    const int64_t Bf = J->B[n - 1], lo2 = J->lo[n - 1];
+    uint8_t *buf = malloc((size_t)J->G->rowlen + 2);
+    for (int64_t ch = begin; ch < end; ch++) {
+        int64_t r0 = ch * J->nrows / J->nchunks, r1 = (ch + 1) * J->nrows / J->nchunks;
+        int64_t cap = 0, cnt = 0;
+        int64_t *pos = NULL;
+        uint8_t *code = NULL;
+        if (!buf) {
+            J->failed = 1;
+            break;
+        }
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t xlo, xhi;
+            if (!row_codes(J, r, buf, &xlo, &xhi))
+                continue;
+            uint64_t *brow = J->bits + r * J->W;
+            for (int64_t x = xlo; x <= xhi; x++) {
+                if (!buf[x])
+                    continue;
+                if (cnt == cap) {
+                    cap = cap ? 2 * cap : 1024;
+                    int64_t *np = realloc(pos, sizeof(int64_t) * (size_t)cap);
+                    uint8_t *nc = realloc(code, (size_t)cap);
+                    if (np)
+                        pos = np;
+                    if (nc)
+                        code = nc;
+                    if (!np || !nc) {
+                        J->failed = 1;
+                        cap = cnt; /* stop growing */
+                        break;
+                    }
+                }
+                int64_t bx = x - lo2;
+                pos[cnt] = r * Bf + bx;
+                code[cnt] = buf[x];
+                cnt++;
+                brow[bx >> 6] |= (uint64_t)1 << (bx & 63);
             }
+        }
+        J->cpos[ch] = pos;
+        J->ccode[ch] = code;
+        J->cn[ch] = cnt;
     }
+    free(buf);
 }
 
 typedef struct {
-    uint8_t *codemap;
+    uint64_t *bits;  /* row-strided bitmap: row r starts at bits + r * W */
+    int64_t W;
     int64_t n;
-    int64_t *pos;
+    int64_t *pos;    /* box linear index (row * B[n-1] + x) */
     uint8_t *code;
 } surfels;
 
 static void surfels_free(surfels *s)
 {
-    free(s->codemap);
+    free(s->bits);
     free(s->pos);
     free(s->code);
     memset(s, 0, sizeof *s);
@@ -246,9 +291,7 @@ static int extract_surfels(sb_ctx *ctx, const geom *G, const uint8_t *mask, cons
                            sb_error *err)
 {
     memset(S, 0, sizeof *S);
-    int64_t nbox = 1, nrows = 1;
-    for (int a = 0; a < G->n; a++)
-        nbox *= B[a];
+    int64_t nrows = 1;
     for (int a = 0; a < G->n - 1; a++)
         nrows *= B[a];
     surf_job J;
@@ -259,48 +302,57 @@ static int extract_surfels(sb_ctx *ctx, const geom *G, const uint8_t *mask, cons
     J.last = last;
     memcpy(J.lo, lo, sizeof J.lo);
     memcpy(J.B, B, sizeof J.B);
-    J.codemap = calloc((size_t)nbox, 1);
-    J.rcount = malloc(sizeof(int32_t) * (size_t)nrows);
-    J.rstart = malloc(sizeof(int32_t) * (size_t)nrows);
-    J.rend = malloc(sizeof(int32_t) * (size_t)nrows);
-    int64_t *roff = malloc(sizeof(int64_t) * (size_t)(nrows + 1));
-    if (!J.codemap || !J.rcount || !J.rstart || !J.rend || !roff) {
-        free(J.codemap);
-        free(J.rcount);
-        free(J.rstart);
-        free(J.rend);
-        free(roff);
-        return sb_fail(err, SB_ENOMEM, "metrics: out of memory for a %lld-corner surface box",
-                       (long long)nbox);
+    J.nrows = nrows;
+    int threads = ctx ? sb_ctx_threads(ctx) : 1;
+    J.nchunks = threads > 1 ? (nrows < 8 * threads ? nrows : 8 * threads) : 1;
+    J.W = (B[G->n - 1] + 63) / 64;
+    uint8_t *zero = calloc((size_t)G->rowlen + 2, 1);
+    J.zero = zero;
+    J.bits = calloc((size_t)(nrows * J.W), sizeof(uint64_t));
+    J.cpos = calloc((size_t)J.nchunks, sizeof *J.cpos);
+    J.ccode = calloc((size_t)J.nchunks, sizeof *J.ccode);
+    J.cn = calloc((size_t)J.nchunks, sizeof *J.cn);
+    int rc = SB_OK;
+    if (!zero || !J.bits || !J.cpos || !J.ccode || !J.cn) {
+        rc = sb_fail(err, SB_ENOMEM, "metrics: out of memory for a %lld-row surface box", (long long)nrows);
+        goto done;
     }
-    sb_parallel_for(ctx, nrows, 8, surf_rows, &J);
-    roff[0] = 0;
-    for (int64_t r = 0; r < nrows; r++)
-        roff[r + 1] = roff[r] + J.rcount[r];
-    int64_t ns = roff[nrows];
-    J.pos = malloc(sizeof(int64_t) * (size_t)(ns ? ns : 1));
-    J.code = malloc((size_t)(ns ? ns : 1));
-    J.roff = roff;
-    if (!J.pos || !J.code) {
-        free(J.codemap);
-        free(J.pos);
-        free(J.code);
-        free(J.rcount);
-        free(J.rstart);
-        free(J.rend);
-        free(roff);
-        return sb_fail(err, SB_ENOMEM, "metrics: out of memory for %lld surfels", (long long)ns);
+    sb_parallel_for(ctx, J.nchunks, 1, surf_chunks, &J);
+    int64_t ns = 0;
+    for (int64_t c = 0; c < J.nchunks; c++)
+        ns += J.cn[c];
+    S->pos = malloc(sizeof(int64_t) * (size_t)(ns ? ns : 1));
+    S->code = malloc((size_t)(ns ? ns : 1));
+    if (J.failed || !S->pos || !S->code) {
+        rc = sb_fail(err, SB_ENOMEM, "metrics: out of memory for the surfel lists");
+        goto done;
     }
-    sb_parallel_for(ctx, nrows, 8, surf_fill, &J);
-    free(J.rcount);
-    free(J.rstart);
-    free(J.rend);
-    free(roff);
-    S->codemap = J.codemap;
+    int64_t o = 0;
+    for (int64_t c = 0; c < J.nchunks; c++) {
+        if (J.cn[c]) {
+            memcpy(S->pos + o, J.cpos[c], sizeof(int64_t) * (size_t)J.cn[c]);
+            memcpy(S->code + o, J.ccode[c], (size_t)J.cn[c]);
+        }
+        o += J.cn[c];
+    }
     S->n = ns;
-    S->pos = J.pos;
-    S->code = J.code;
-    return SB_OK;
+    S->bits = J.bits;
+    S->W = J.W;
+    J.bits = NULL;
+done:
+    if (J.cpos)
+        for (int64_t c = 0; c < J.nchunks; c++) {
+            free(J.cpos[c]);
+            free(J.ccode[c]);
+        }
+    free(J.cpos);
+    free(J.ccode);
+    free(J.cn);
+    free(J.bits);
+    free(zero);
+    if (rc != SB_OK)
+        surfels_free(S);
+    return rc;
 }
 
 /* ---- step 3: distances ------------------------------------------------- */
@@ -319,7 +371,7 @@ static double dm_dist(int n, const int64_t *d, const double *s)
 }
 
 typedef struct {
-    int64_t off;
+    int64_t drow, dx; /* corner-row and in-row offsets */
     double d;
 } ball_off;
 
@@ -334,21 +386,25 @@ typedef struct {
     const ball_off *offs;
     int64_t noffs;
     uint8_t *within;
+    int64_t Bf;
 } ball_job;
 
 static void ball_range(void *arg, int64_t begin, int64_t end, int worker)
 {
     (void)worker;
     ball_job *J = arg;
-    const uint8_t *cm = J->Bs->codemap;
+    const uint64_t *bits = J->Bs->bits;
+    const int64_t W = J->Bs->W, Bf = J->Bf;
     for (int64_t i = begin; i < end; i++) {
-        int64_t q = J->A->pos[i];
+        int64_t q = J->A->pos[i], row = q / Bf, x = q % Bf;
         uint8_t w = 0;
-        for (int64_t o = 0; o < J->noffs; o++)
-            if (cm[q + J->offs[o].off]) {
+        for (int64_t o = 0; o < J->noffs; o++) {
+            int64_t xx = x + J->offs[o].dx;
+            if ((bits[(row + J->offs[o].drow) * W + (xx >> 6)] >> (xx & 63)) & 1) {
                 w = 1;
                 break;
             }
+        }
         J->within[i] = w;
     }
 }
@@ -448,7 +504,7 @@ static int edt_direction(sb_ctx *ctx, const geom *G, const int64_t B[3], const s
         return sb_fail(err, SB_ENOMEM, "metrics: out of memory for %lld distances", (long long)A->n);
     int rc;
     if (!grow) {
-        rc = sb_edt_sq_at(ctx, Bs->codemap, n, B, G->ms, order, A->pos, A->n, sq, err);
+        rc = sb_edt_sq_at_bits(ctx, Bs->bits, Bs->W, n, B, G->ms, order, A->pos, A->n, sq, err);
     } else {
         int64_t lo[3] = {INT64_MAX, INT64_MAX, INT64_MAX}, hi[3] = {-1, -1, -1};
         for (int64_t i = 0; i < A->n; i++) {
@@ -469,7 +525,8 @@ static int edt_direction(sb_ctx *ctx, const geom *G, const int64_t B[3], const s
             sB[a] = hi[a] - lo[a] + 1;
             sn *= sB[a];
         }
-        uint8_t *feat = malloc((size_t)sn);
+        int64_t sW = (sB[n - 1] + 63) / 64, srows = sn / sB[n - 1];
+        uint64_t *feat = calloc((size_t)(srows * sW), sizeof(uint64_t));
         int64_t *q = malloc(sizeof(int64_t) * (size_t)A->n);
         if (!feat || !q) {
             free(feat);
@@ -477,18 +534,22 @@ static int edt_direction(sb_ctx *ctx, const geom *G, const int64_t B[3], const s
             free(sq);
             return sb_fail(err, SB_ENOMEM, "metrics: out of memory for a %lld-voxel band", (long long)sn);
         }
-        int64_t rows = sn / sB[n - 1];
-        for (int64_t r = 0; r < rows; r++) {
+        for (int64_t r = 0; r < srows; r++) {
             int64_t c[3] = {0, 0, 0}, rem = r;
             for (int a = n - 2; a >= 0; a--) {
                 c[a] = rem % sB[a] + lo[a];
                 rem /= sB[a];
             }
-            int64_t src = 0;
+            int64_t srow = 0;
             for (int a = 0; a < n - 1; a++)
-                src = src * B[a] + c[a];
-            src = src * B[n - 1] + lo[n - 1];
-            memcpy(feat + r * sB[n - 1], Bs->codemap + src, (size_t)sB[n - 1]);
+                srow = srow * B[a] + c[a];
+            const uint64_t *from = Bs->bits + srow * Bs->W;
+            uint64_t *to = feat + r * sW;
+            for (int64_t x = 0; x < sB[n - 1]; x++) {
+                int64_t xs = x + lo[n - 1];
+                if ((from[xs >> 6] >> (xs & 63)) & 1)
+                    to[x >> 6] |= (uint64_t)1 << (x & 63);
+            }
         }
         for (int64_t i = 0; i < A->n; i++) {
             int64_t c[3], rem = A->pos[i], idx = 0;
@@ -500,7 +561,7 @@ static int edt_direction(sb_ctx *ctx, const geom *G, const int64_t B[3], const s
                 idx = idx * sB[a] + (c[a] - lo[a]);
             q[i] = idx;
         }
-        rc = sb_edt_sq_at(ctx, feat, n, sB, G->ms, order, q, A->n, sq, err);
+        rc = sb_edt_sq_at_bits(ctx, feat, sW, n, sB, G->ms, order, q, A->n, sq, err);
         free(feat);
         free(q);
     }
@@ -721,10 +782,11 @@ int sb_metrics_pair(const uint8_t *gt, const uint8_t *pred, int ndim, const int6
                             double dist = dm_dist(ndim, ddm, sp);
                             if (!(dist <= tol))
                                 continue;
-                            int64_t off = 0;
-                            for (int a = 0; a < ndim; a++)
-                                off = off * B[a] + d[a];
-                            offs[noffs].off = off;
+                            int64_t drow = 0;
+                            for (int a = 0; a < ndim - 1; a++)
+                                drow = drow * B[a] + d[a];
+                            offs[noffs].drow = drow;
+                            offs[noffs].dx = d[ndim - 1];
                             offs[noffs].d = dist;
                             noffs++;
                         }
@@ -746,7 +808,7 @@ int sb_metrics_pair(const uint8_t *gt, const uint8_t *pred, int ndim, const int6
             double tot = np_pairwise_sum(areas, A->n);
             double w = 0.0;
             if (want_nsd && O->n > 0) {
-                ball_job BJ = {A, O, offs, noffs, within};
+                ball_job BJ = {A, O, offs, noffs, within, B[ndim - 1]};
                 sb_parallel_for(opts->ctx, A->n, 1024, ball_range, &BJ);
                 for (int64_t i = 0; i < A->n; i++)
                     if (!within[i])

@@ -156,5 +156,11 @@ int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims
 int sb_edt_sq_at(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
                  const double *spacing, const int *order, const int64_t *query, int64_t nq,
                  double *out, sb_error *err);
+/* The same with the features as a bitmap: line r of the last axis (r =
+ * linear index of the other axes) is bits[r * words_per_row ...], voxel x of
+ * the line is bit (x & 63) of word x >> 6. */
+int sb_edt_sq_at_bits(sb_ctx *ctx, const uint64_t *bits, int64_t words_per_row, int ndim,
+                      const int64_t *dims, const double *spacing, const int *order,
+                      const int64_t *query, int64_t nq, double *out, sb_error *err);
 
 #endif

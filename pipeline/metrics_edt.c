@@ -20,6 +20,8 @@
 
 #define TILE_W 16
 
+static inline int bit_at(const uint64_t *row, int64_t i) { return (int)((row[i >> 6] >> (i & 63)) & 1); }
+
 typedef struct {
     double *out;
     const uint8_t *feature;
@@ -173,9 +175,9 @@ static void edt_pass_range(void *arg, int64_t begin, int64_t end, int worker)
     }
 }
 
-int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
-              const double *spacing, const int *order, const uint8_t *need, double *out,
-              sb_error *err)
+static int edt_run(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
+                   const double *spacing, const int *order, int npasses, const uint8_t *need, double *out,
+                   sb_error *err)
 {
     if (ndim < 1 || ndim > 3)
         return sb_fail(err, SB_EINVAL, "distance transform: %d dimensions (1 to 3 supported)", ndim);
@@ -219,7 +221,7 @@ int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims
     }
     P.out = out;
     P.feature = feature;
-    for (int pass = 0; pass < ndim; pass++) {
+    for (int pass = 0; pass < npasses; pass++) {
         int a = ord[pass];
         int64_t st = 1;
         for (int b = a + 1; b < ndim; b++)
@@ -230,7 +232,7 @@ int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims
         P.tiles_per_outer = (st + P.W - 1) / P.W;
         P.s = spacing[a];
         P.first = pass == 0;
-        P.need = pass == ndim - 1 ? need : NULL;
+        P.need = pass == npasses - 1 ? need : NULL;
         const double w = P.s * P.s;
         P.scratch_inv[0] = 0.0;
         for (int64_t i = 1; i < dims[a]; i++)
@@ -246,10 +248,79 @@ int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims
     return SB_OK;
 }
 
+int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
+              const double *spacing, const int *order, const uint8_t *need, double *out,
+              sb_error *err)
+{
+    return edt_run(ctx, feature, ndim, dims, spacing, order, ndim, need, out, err);
+}
+
 /* ---- distances at query voxels ----------------------------------------- */
 
+/*
+ * The last pass at single voxels: min over p of (t = (q - p) s)^2 + f[p]
+ * along the line, searched outwards from q and stopped once (r s)^2 alone
+ * reaches the best value (f >= 0): the same expression and the same minimum
+ * as the lower envelope, in O(distance / s) per query instead of O(line).
+ * f == NULL: the line is the feature line itself (1-D case, f = 0 or inf).
+ */
+static double line_search(const double *f, const uint8_t *feat, int64_t base, int64_t st, int64_t n,
+                          int64_t q, double s)
+{
+    double best = INFINITY;
+    for (int64_t r = 0; r < n; r++) {
+        double t = (double)r * s, t2 = t * t;
+        if (t2 >= best)
+            break;
+        int64_t ps[2] = {q - r, q + r};
+        for (int side = 0; side < (r ? 2 : 1); side++) {
+            int64_t pp = ps[side];
+            if (pp < 0 || pp >= n)
+                continue;
+            double fv = f ? f[base + pp * st] : (feat[base + pp * st] ? 0.0 : INFINITY);
+            double tt = (double)(q - pp) * s;
+            double val = tt * tt + fv;
+            if (val < best)
+                best = val;
+        }
+        if (q - r < 0 && q + r >= n)
+            break;
+    }
+    return best;
+}
+
 typedef struct {
+    const double *map;
     const uint8_t *feature;
+    const int64_t *query;
+    double *out;
+    int64_t st, n;
+    double s;
+    /* fused 3-D: columns */
+    const int32_t *cidx;
+    int64_t plane;
+} search_job;
+
+static void search_range(void *arg, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    search_job *J = arg;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t x = J->query[i];
+        if (J->cidx) {
+            int64_t base = (int64_t)J->cidx[x % J->plane] * J->n;
+            J->out[i] = line_search(J->map, NULL, base, 1, J->n, x / J->plane, J->s);
+        } else {
+            int64_t q = (x / J->st) % J->n;
+            int64_t base = x - q * J->st;
+            J->out[i] = line_search(J->map, J->feature, base, J->st, J->n, q, J->s);
+        }
+    }
+}
+
+typedef struct {
+    const uint64_t *bits;
+    int64_t W;
     int64_t B0, B1, B2;
     double s0, s1, s2;
     const int32_t *cidx;   /* B1*B2 -> compact column or -1 */
@@ -273,15 +344,14 @@ static void fused_planes(void *arg, int64_t begin, int64_t end, int worker)
     double *z = J->z + (size_t)worker * (size_t)(L + 1);
     int32_t *v = J->v + (size_t)worker * (size_t)L;
     for (int64_t k = begin; k < end; k++) {
-        const uint8_t *ft = J->feature + k * B1 * B2;
         int any = 0;
         /* pass along axis 2 (contiguous rows) */
         for (int64_t j = 0; j < B1; j++) {
-            const uint8_t *row = ft + j * B2;
+            const uint64_t *row = J->bits + (k * B1 + j) * J->W;
             double *o = plane + j * B2;
             int64_t last = -1;
             for (int64_t i = 0; i < B2; i++) {
-                if (row[i])
+                if (bit_at(row, i))
                     last = i;
                 o[i] = last >= 0 ? (double)(i - last) : INFINITY;
             }
@@ -290,7 +360,7 @@ static void fused_planes(void *arg, int64_t begin, int64_t end, int worker)
             any = 1;
             last = -1;
             for (int64_t i = B2 - 1; i >= 0; i--) {
-                if (row[i])
+                if (bit_at(row, i))
                     last = i;
                 if (last >= 0 && (double)(last - i) < o[i])
                     o[i] = (double)(last - i);
@@ -329,39 +399,190 @@ static void fused_planes(void *arg, int64_t begin, int64_t end, int worker)
     }
 }
 
-/* Pass along axis 0 on the kept columns (contiguous in C). */
-static void fused_columns(void *arg, int64_t begin, int64_t end, int worker)
+/*
+ * 2-D: the first pass as integer distances (two sweeps; along columns the
+ * sweeps run row by row so they vectorise across the row), the second pass
+ * by the outward search at each query. No floating-point map at all.
+ */
+typedef struct {
+    const int32_t *d;
+    const int64_t *query;
+    double *out;
+    int64_t st, n;
+    double s_first, s_last;
+} search2d_job;
+
+#define D_INF INT32_MAX
+
+static void search2d_range(void *arg, int64_t begin, int64_t end, int worker)
 {
-    fused_job *J = arg;
-    const int64_t L = J->maxlen, B0 = J->B0;
-    double *tf = J->tf + (size_t)worker * (size_t)(L * TILE_W);
-    double *z = J->z + (size_t)worker * (size_t)(L + 1);
-    int32_t *v = J->v + (size_t)worker * (size_t)L;
-    for (int64_t c = begin; c < end; c++) {
-        double *col = J->C + c * B0;
-        memcpy(tf, col, sizeof(double) * (size_t)B0);
-        envelope(tf, col, B0, 1, J->s0, J->inv0, z, v);
+    (void)worker;
+    search2d_job *J = arg;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t x = J->query[i];
+        int64_t q = (x / J->st) % J->n, base = x - q * J->st;
+        double best = INFINITY;
+        for (int64_t r = 0; r < J->n; r++) {
+            double t = (double)r * J->s_last, t2 = t * t;
+            if (t2 >= best)
+                break;
+            if (q - r < 0 && q + r >= J->n)
+                break;
+            int64_t ps[2] = {q - r, q + r};
+            for (int side = 0; side < (r ? 2 : 1); side++) {
+                int64_t pp = ps[side];
+                if (pp < 0 || pp >= J->n)
+                    continue;
+                int32_t dv = J->d[base + pp * J->st];
+                if (dv == D_INF)
+                    continue;
+                double a = (double)dv * J->s_first;
+                double tt = (double)(q - pp) * J->s_last;
+                double val = tt * tt + a * a;
+                if (val < best)
+                    best = val;
+            }
+        }
+        J->out[i] = best;
     }
+}
+
+typedef struct {
+    const uint64_t *bits;
+    int64_t W;
+    int32_t *d;
+    int64_t n1;
+} rows2d_job;
+
+static void rows2d_range(void *arg, int64_t begin, int64_t end, int worker)
+{
+    (void)worker;
+    rows2d_job *J = arg;
+    const int64_t n = J->n1;
+    for (int64_t j = begin; j < end; j++) {
+        const uint64_t *f = J->bits + j * J->W;
+        int32_t *d = J->d + j * n;
+        int32_t last = -1;
+        for (int64_t i = 0; i < n; i++) {
+            if (bit_at(f, i))
+                last = (int32_t)i;
+            d[i] = last >= 0 ? (int32_t)i - last : D_INF;
+        }
+        if (last < 0)
+            continue;
+        last = -1;
+        for (int64_t i = n - 1; i >= 0; i--) {
+            if (bit_at(f, i))
+                last = (int32_t)i;
+            if (last >= 0 && last - (int32_t)i < d[i])
+                d[i] = last - (int32_t)i;
+        }
+    }
+}
+
+static int edt_at_2d(sb_ctx *ctx, const uint64_t *bits, int64_t W, const int64_t *dims, const double *spacing,
+                     const int *order, const int64_t *query, int64_t nq, double *out, sb_error *err)
+{
+    int o0 = order ? order[0] : 0, o1 = order ? order[1] : 1;
+    if ((o0 != 0 && o0 != 1) || o1 != 1 - o0)
+        return sb_fail(err, SB_EINVAL, "distance transform: bad axis order");
+    for (int a = 0; a < 2; a++) {
+        if (dims[a] < 1 || dims[a] >= D_INF)
+            return sb_fail(err, SB_EINVAL, "distance transform: dimension %d has size %lld", a,
+                           (long long)dims[a]);
+        if (!(spacing[a] > 0) || !isfinite(spacing[a]))
+            return sb_fail(err, SB_EINVAL, "distance transform: spacing %g on axis %d", spacing[a], a);
+    }
+    const int64_t n0 = dims[0], n1 = dims[1];
+    int32_t *d = malloc(sizeof(int32_t) * (size_t)(n0 * n1));
+    if (!d)
+        return sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld voxels", (long long)(n0 * n1));
+    if (o0 == 1) {
+        rows2d_job R = {bits, W, d, n1};
+        sb_parallel_for(ctx, n0, 16, rows2d_range, &R);
+    } else {
+        /* along axis 0: forward and backward sweeps, one row at a time */
+        for (int64_t j = 0; j < n0; j++) {
+            const uint64_t *f = bits + j * W;
+            int32_t *dr = d + j * n1;
+            const int32_t *up = j ? d + (j - 1) * n1 : NULL;
+            for (int64_t i = 0; i < n1; i++)
+                dr[i] = bit_at(f, i) ? 0 : (up && up[i] != D_INF ? up[i] + 1 : D_INF);
+        }
+        for (int64_t j = n0 - 2; j >= 0; j--) {
+            int32_t *dr = d + j * n1;
+            const int32_t *dn = d + (j + 1) * n1;
+            for (int64_t i = 0; i < n1; i++) {
+                int32_t c = dn[i] != D_INF ? dn[i] + 1 : D_INF;
+                dr[i] = c < dr[i] ? c : dr[i];
+            }
+        }
+    }
+    search2d_job S = {d, query, out, o1 == 0 ? n1 : 1, o1 == 0 ? n0 : n1, spacing[o0], spacing[o1]};
+    sb_parallel_for(ctx, nq, 1024, search2d_range, &S);
+    free(d);
+    return SB_OK;
 }
 
 int sb_edt_sq_at(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
                  const double *spacing, const int *order, const int64_t *query, int64_t nq,
                  double *out, sb_error *err)
 {
+    if (ndim < 1 || ndim > 3)
+        return sb_fail(err, SB_EINVAL, "distance transform: %d dimensions (1 to 3 supported)", ndim);
+    int64_t total = 1;
+    for (int a = 0; a < ndim; a++) {
+        if (dims[a] < 1)
+            return sb_fail(err, SB_EINVAL, "distance transform: dimension %d has size %lld", a,
+                           (long long)dims[a]);
+        total *= dims[a];
+    }
+    const int64_t L = dims[ndim - 1], W = (L + 63) / 64, rows = total / L;
+    uint64_t *bits = calloc((size_t)(rows * W), sizeof(uint64_t));
+    if (!bits)
+        return sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld voxels", (long long)total);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t x = 0; x < L; x++)
+            if (feature[r * L + x])
+                bits[r * W + (x >> 6)] |= (uint64_t)1 << (x & 63);
+    int rc = sb_edt_sq_at_bits(ctx, bits, W, ndim, dims, spacing, order, query, nq, out, err);
+    free(bits);
+    return rc;
+}
+
+int sb_edt_sq_at_bits(sb_ctx *ctx, const uint64_t *bits, int64_t W, int ndim, const int64_t *dims,
+                      const double *spacing, const int *order, const int64_t *query, int64_t nq,
+                      double *out, sb_error *err)
+{
     int fused = ndim == 3 && order && order[0] == 2 && order[1] == 1 && order[2] == 0;
+    if (ndim == 2)
+        return edt_at_2d(ctx, bits, W, dims, spacing, order, query, nq, out, err);
     if (!fused) {
         int64_t total = 1;
         for (int a = 0; a < ndim; a++)
             total *= dims[a] > 0 ? dims[a] : 1;
         double *map = malloc(sizeof(double) * (size_t)total);
-        if (!map)
+        uint8_t *feature = malloc((size_t)total);
+        if (!map || !feature) {
+            free(map);
+            free(feature);
             return sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld voxels",
                            (long long)total);
-        int rc = sb_edt_sq(ctx, feature, ndim, dims, spacing, order, NULL, map, err);
-        if (rc == SB_OK)
-            for (int64_t i = 0; i < nq; i++)
-                out[i] = map[query[i]];
+        }
+        const int64_t L = dims[ndim - 1];
+        for (int64_t x = 0; x < total; x++)
+            feature[x] = (uint8_t)bit_at(bits + (x / L) * W, x % L);
+        int rc = edt_run(ctx, feature, ndim, dims, spacing, order, ndim - 1, NULL, map, err);
+        if (rc == SB_OK) {
+            int last = order ? order[ndim - 1] : ndim - 1;
+            int64_t st = 1;
+            for (int b = last + 1; b < ndim; b++)
+                st *= dims[b];
+            search_job S = {ndim > 1 ? map : NULL, feature, query, out, st, dims[last], spacing[last], NULL, 0};
+            sb_parallel_for(ctx, nq, 1024, search_range, &S);
+        }
         free(map);
+        free(feature);
         return rc;
     }
     for (int a = 0; a < 3; a++) {
@@ -373,7 +594,8 @@ int sb_edt_sq_at(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *d
     }
     fused_job J;
     memset(&J, 0, sizeof J);
-    J.feature = feature;
+    J.bits = bits;
+    J.W = W;
     J.B0 = dims[0];
     J.B1 = dims[1];
     J.B2 = dims[2];
@@ -422,9 +644,10 @@ int sb_edt_sq_at(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *d
     for (int64_t i = 1; i < J.B1; i++)
         J.inv1[i] = 1.0 / (2.0 * J.s1 * J.s1 * (double)i);
     sb_parallel_for(ctx, J.B0, 1, fused_planes, &J);
-    sb_parallel_for(ctx, ncols, 64, fused_columns, &J);
-    for (int64_t i = 0; i < nq; i++)
-        out[i] = J.C[(int64_t)cidx[query[i] % plane] * J.B0 + query[i] / plane];
+    {
+        search_job S = {J.C, NULL, query, out, 1, J.B0, J.s0, cidx, plane};
+        sb_parallel_for(ctx, nq, 1024, search_range, &S);
+    }
 done:
     free(cidx);
     free(ineed);

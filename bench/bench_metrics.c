@@ -1,0 +1,188 @@
+/*
+ * bench_metrics: the metric anchor pairs (tests/fixtures/metrics_anchor:
+ * 512x512x200 at (0.8, 0.8, 2.0) and 1024x1024 at (1, 1)), in-process,
+ * Dice+NSD and Dice+NSD+HD95(+HD100+ASSD), at 1 and 2 threads, against the
+ * goals of issue 7: 3-D Dice+NSD >= 10x faster than DeepMind's library on
+ * this machine class (2.6 s -> < 0.26 s at 1 thread), Dice+NSD+HD95 >= 4x
+ * faster (< 0.65 s), the 2-D pair < 3 ms. Also peak RSS.
+ *
+ * Times: the median of several repeats after one warm-up (wall clock), and
+ * the CPU time of the same repeats (user + system of the process), so a
+ * shared, loaded machine can be told apart from a slow program.
+ * DeepMind's own times are read from the anchors' JSON (time_s).
+ */
+#include "../core/sambench.h"
+#include "../pipeline/metrics.h"
+#include "../pipeline/nifti.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double cpu_now(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_sec +
+           1e-6 * (double)u.ru_stime.tv_usec;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_maxrss / 1024.0;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* min of the "time_s" list of an anchor JSON; 0 if unreadable */
+static double oracle_time(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strstr(buf, "\"time_s\"");
+    if (!p || !(p = strchr(p, '[')))
+        return 0;
+    p++;
+    double best = 0;
+    for (;;) {
+        char *e;
+        double v = strtod(p, &e);
+        if (e == p)
+            break;
+        if (best == 0 || v < best)
+            best = v;
+        p = e;
+        while (*p == ',' || *p == ' ' || *p == '\n')
+            p++;
+    }
+    return best;
+}
+
+typedef struct {
+    double wall, cpu;
+    sb_metrics_values v;
+} timing;
+
+static int time_pair(const sb_nifti *g, const sb_nifti *p, int what, int threads, int reps, timing *t)
+{
+    sb_error err;
+    sb_ctx *ctx = NULL;
+    if (sb_ctx_create(&ctx, threads, &err)) {
+        fprintf(stderr, "bench_metrics: %s\n", err.msg);
+        return 1;
+    }
+    int64_t dims[3];
+    double sp[3];
+    for (int a = 0; a < g->ndim; a++) {
+        dims[a] = g->dim[a + 1];
+        sp[a] = g->pixdim[a + 1];
+    }
+    sb_metrics_opts o = {2.0, what, 95.0, ctx};
+    sb_metrics_record r;
+    double *w = malloc(sizeof(double) * (size_t)reps);
+    double c0 = 0, csum = 0;
+    for (int i = -1; i < reps; i++) {
+        double t0 = now();
+        c0 = cpu_now();
+        if (sb_metrics_pair(g->data, p->data, g->ndim, dims, sp, SB_LAYOUT_F, &o, &r, &err)) {
+            fprintf(stderr, "bench_metrics: %s\n", err.msg);
+            free(w);
+            sb_ctx_free(ctx);
+            return 1;
+        }
+        if (i >= 0) {
+            w[i] = now() - t0;
+            csum += cpu_now() - c0;
+        }
+    }
+    qsort(w, (size_t)reps, sizeof *w, cmp_d);
+    t->wall = w[reps / 2];
+    t->cpu = csum / reps;
+    sb_metrics_from_record(&r, SB_EMPTY_NAN, SB_NSD_PLAIN, &t->v);
+    free(w);
+    sb_ctx_free(ctx);
+    return 0;
+}
+
+static int bench_anchor(const char *name, int reps, double goal_nsd, double goal_all)
+{
+    char pg[256], pp[256], pj[256];
+    snprintf(pg, sizeof pg, "tests/fixtures/metrics_anchor/%s_gt.nii.gz", name);
+    snprintf(pp, sizeof pp, "tests/fixtures/metrics_anchor/%s_pred.nii.gz", name);
+    snprintf(pj, sizeof pj, "tests/fixtures/metrics_anchor/%s.json", name);
+    sb_nifti g, p;
+    sb_error err;
+    double t0 = now();
+    if (sb_nifti_read(&g, pg, &err) || sb_nifti_read(&p, pp, &err)) {
+        fprintf(stderr, "bench_metrics: %s\n", err.msg);
+        return 1;
+    }
+    double load = now() - t0;
+    double dm = oracle_time(pj);
+    char shape[64], spacing[96];
+    if (g.ndim == 3) {
+        snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)g.dim[1], (long long)g.dim[2],
+                 (long long)g.dim[3]);
+        snprintf(spacing, sizeof spacing, "(%g, %g, %g)", g.pixdim[1], g.pixdim[2], g.pixdim[3]);
+    } else {
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)g.dim[1], (long long)g.dim[2]);
+        snprintf(spacing, sizeof spacing, "(%g, %g)", g.pixdim[1], g.pixdim[2]);
+    }
+    printf("%s: %s, spacing %s, NIfTI load %.3f s for both files; DeepMind's library: %.4f s per pair\n", name,
+           shape, spacing, load, dm);
+    printf("  %-22s %7s %10s %10s %9s %10s  %s\n", "metrics", "threads", "wall s", "cpu s", "vs DM", "goal s",
+           "");
+    int status = 0;
+    for (int what = 0; what < 2; what++)
+        for (int threads = 1; threads <= 2; threads++) {
+            timing t;
+            if (time_pair(&g, &p, what == 0 ? SB_METRICS_NSD : SB_METRICS_ALL, threads, reps, &t)) {
+                status = 1;
+                continue;
+            }
+            double goal = what == 0 ? goal_nsd : goal_all;
+            const char *verdict = threads == 1 ? (t.wall < goal ? "meets goal" : "MISSES goal") : "";
+            printf("  %-22s %7d %10.4f %10.4f %8.1fx %10.4f  %s\n",
+                   what == 0 ? "Dice+NSD" : "Dice+NSD+HD95/100+ASSD", threads, t.wall, t.cpu,
+                   dm > 0 ? dm / t.wall : 0.0, goal, verdict);
+            if (threads == 1 && what == 1)
+                printf("  values: dice %.10f nsd@2 %.10f hd95 %.6f hd100 %.6f assd %.6f\n", t.v.dice, t.v.nsd,
+                       t.v.hd95, t.v.hd100, t.v.assd);
+        }
+    sb_nifti_free(&g);
+    sb_nifti_free(&p);
+    return status;
+}
+
+int main(void)
+{
+    printf("bench_metrics: DeepMind surface-distance semantics, in-process (NIfTI load excluded)\n");
+    printf("cores available: %d; wall = median of repeats, cpu = mean process CPU per repeat\n\n",
+           sb_cores_available());
+    int st = bench_anchor("anchor2d", 30, 0.003, 0.003);
+    printf("\n");
+    st |= bench_anchor("anchor3d", 3, 2.6 / 10, 2.6 / 4);
+    printf("\npeak RSS of this process: %.1f MB (includes both anchor pairs loaded: 2 x 52 MB + 2 x 1 MB)\n",
+           peak_rss_mb());
+    return st;
+}
