@@ -50,7 +50,7 @@ CORE_LIB := $(BUILD)/lib/libsambench_core.a
 PIPE_LIB := $(BUILD)/lib/libsambench_pipeline.a
 BIN := $(BUILD)/bin/sambench
 
-.PHONY: all deps test sanitize bench demo fuzz clean _all _test _bench _demo _fuzz check-layout check-fixtures
+.PHONY: all deps test sanitize bench demo fuzz clean _all _test _bench _demo _fuzz check-layout check-fixtures test-slurm _test-slurm
 
 # ---- public targets -------------------------------------------------------
 all: deps
@@ -69,6 +69,10 @@ bench: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory _demo
+
+# A real one-node Slurm (slurm-wlm + munge, installed when missing) running slurm/ job scripts.
+test-slurm: deps
+	@$(MAKE) --no-print-directory _test-slurm
 
 fuzz: deps
 	@command -v clang >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null)
@@ -144,6 +148,9 @@ _bench: $(BIN) $(BENCH_BIN)
 
 _demo: $(BIN)
 	@bash pipeline/demo.sh $(BIN)
+
+_test-slurm: $(BIN) $(BUILD)/tests/test_run
+	@bash tests/slurm/test_slurm.sh $(BUILD)
 
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PIPE_LIB) $(CORE_LIB)
