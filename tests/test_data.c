@@ -495,12 +495,94 @@ static void test_intensity(void **state)
     assert_int_equal(u[3], 255);
 }
 
+/* MSD slicing along each axis, channel choice, scl_slope/inter, label ids, spacing. */
+static void test_msd_axes(void **state)
+{
+    (void)state;
+    const char *root = temp_path("msd_axes");
+    sh("rm -rf %s && mkdir -p %s/T/imagesTr %s/T/labelsTr", root, root, root);
+    const int64_t n0 = 5, n1 = 4, n2 = 3, nc = 2;
+    const double sp[4] = {0.5, 0.75, 3.0, 1.0};
+    int64_t dims[4] = {n0, n1, n2, nc};
+    sb_error err;
+    sb_nifti im, lb;
+    assert_sb_ok(err, sb_nifti_init(&im, SB_NIFTI_INT16, 4, dims, sp, &err));
+    assert_sb_ok(err, sb_nifti_init(&lb, SB_NIFTI_UINT8, 3, dims, sp, &err));
+    im.scl_slope = 2;
+    im.scl_inter = 10;
+    /* channel 1 holds raw = i + 10 j + 40 k -> value 2*raw + 10 (all <= 255 with intensity none) */
+    for (int64_t c = 0; c < nc; c++)
+        for (int64_t k = 0; k < n2; k++)
+            for (int64_t j = 0; j < n1; j++)
+                for (int64_t i = 0; i < n0; i++) {
+                    int64_t idx = i + n0 * (j + n1 * k);
+                    ((int16_t *)im.data)[idx + c * n0 * n1 * n2] = (int16_t)(c ? i + 10 * j + 40 * k : 999);
+                    ((uint8_t *)lb.data)[idx] = (uint8_t)((i + j + k) % 4);
+                }
+    char p[2048];
+    snprintf(p, sizeof p, "%s/T/imagesTr/t_001.nii.gz", root);
+    assert_sb_ok(err, sb_nifti_write(&im, p, &err));
+    snprintf(p, sizeof p, "%s/T/labelsTr/t_001.nii.gz", root);
+    assert_sb_ok(err, sb_nifti_write(&lb, p, &err));
+    sb_nifti_free(&im);
+    sb_nifti_free(&lb);
+
+    sb_manifest m = {0};
+    sb_dataset_spec specs[3];
+    m.n = 3;
+    m.d = specs;
+    for (int a = 0; a < 3; a++) {
+        sb_dataset_spec_defaults(&specs[a]);
+        snprintf(specs[a].name, sizeof specs[a].name, "axis%d", a);
+        snprintf(specs[a].task, sizeof specs[a].task, "T");
+        snprintf(specs[a].modality, sizeof specs[a].modality, "MR");
+        snprintf(specs[a].path, sizeof specs[a].path, "T");
+        specs[a].layout = SB_LAYOUT_MSD;
+        specs[a].split[0] = '\0'; /* no dataset.json: imagesTr listing */
+        specs[a].slice_axis = a;
+        specs[a].channel = 1;
+        specs[a].intensity = SB_INTENSITY_NONE;
+        specs[a].label_ids[0] = 1;
+        specs[a].label_ids[1] = 3;
+        specs[a].nlabels = 2;
+    }
+    sb_data *d;
+    assert_sb_ok(err, sb_data_open_manifest(&d, &m, root, NULL, SB_DATA_QUIET, &err));
+    assert_int_equal(sb_data_nproblems(d), 0);
+    for (int a = 0; a < 3; a++) {
+        assert_int_equal(sb_data_ncases(d, a), 1);
+        assert_string_equal(sb_data_case_id(d, a, 0), "t_001");
+        sb_volume v;
+        assert_sb_ok(err, sb_data_load(d, a, 0, &v, &err));
+        const int64_t Z = a == 2 ? n2 : a == 1 ? n1 : n0;
+        assert_int_equal(v.nslices, Z);
+        const double want_sp[3][3] = {{0.75, 3.0, 0.5}, {0.5, 3.0, 0.75}, {0.5, 0.75, 3.0}};
+        for (int q = 0; q < 3; q++)
+            assert_true(fabs(v.spacing[q] - want_sp[a][q]) < 1e-6);
+        for (int z = 0; z < v.nslices; z++)
+            for (int y = 0; y < v.height; y++)
+                for (int x = 0; x < v.width; x++) {
+                    int64_t i, j, k;
+                    if (a == 2) { i = x; j = y; k = z; }
+                    else if (a == 1) { i = x; j = z; k = y; }
+                    else { i = z; j = x; k = y; }
+                    size_t o = ((size_t)z * v.height + y) * v.width + x;
+                    assert_int_equal(v.rgb[3 * o], 2 * (i + 10 * j + 40 * k) + 10);
+                    int lab = (int)((i + j + k) % 4);
+                    assert_int_equal(v.mask[o], lab == 1 || lab == 3 ? 255 : 0);
+                }
+        assert_int_equal(v.slice_index[Z - 1], Z - 1);
+        sb_volume_free(&v);
+    }
+    sb_data_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_medbank_layout),  cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_synth_prepare),   cmocka_unit_test(test_bad_nifti),
-        cmocka_unit_test(test_intensity),
+        cmocka_unit_test(test_intensity),       cmocka_unit_test(test_msd_axes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
