@@ -434,6 +434,12 @@ static void c3_im2col(void *arg, int64_t begin, int64_t end, int worker)
             const float *frame = j->x + (n * j->T + ti) * HW * j->Cin;
             for (int kh = 0; kh < 3; kh++) {
                 int64_t ih = h + kh - 1;
+                if (ih >= 0 && ih < j->H && w >= 1 && w + 1 < j->W) {
+                    /* interior: the three kw taps are contiguous (channels-last) */
+                    memcpy(dst, frame + (ih * j->W + w - 1) * j->Cin, 3 * cb);
+                    dst += 3 * j->Cin;
+                    continue;
+                }
                 for (int kw = 0; kw < 3; kw++, dst += j->Cin) {
                     int64_t iw = w + kw - 1;
                     if (ih < 0 || ih >= j->H || iw < 0 || iw >= j->W)
