@@ -238,7 +238,7 @@ static int load_torch(sb_weights *w, torchfile *tf, const sb_weights_opts *o, sb
             return sb_fail(err, SB_ENOMEM, "%s: out of memory for tensor '%s'", tf->path, name);
         if ((rc = torchfile_tensor_f32(tf, t, data, err))) {
             free(data);
-            return sb_error_prefix(err, "tensor '%s'", name);
+            return sb_error_prefix(err, "%s: tensor '%s'", tf->path, name);
         }
         if ((rc = weights_add(w, name, t->dtype, t->ndim, t->shape, data, err)))
             return rc;

@@ -178,8 +178,10 @@ static int bank_build(torchfile *tf, int with_payload, sb_bank **out, sb_error *
     for (int64_t i = 0; i < b->n && rc == SB_OK; i++) {
         pv *en = root->items[i];
         float iou;
-        if ((rc = torchfile_tensor_f32(tf, en->items[2], &iou, err)))
+        if ((rc = torchfile_tensor_f32(tf, en->items[2], &iou, err))) {
+            sb_error_prefix(err, "%s: bank entry %lld: iou", tf->path, (long long)i);
             break;
+        }
         b->iou[i] = iou;
         if (!with_payload)
             continue;
@@ -195,7 +197,7 @@ static int bank_build(torchfile *tf, int with_payload, sb_bank **out, sb_error *
             }
             rc = read_slot(tf, en->items[slot[k]], dts[k], *dst[k], err);
             if (rc)
-                sb_error_prefix(err, "bank entry %lld: %s", (long long)i, slot_name[slot[k]]);
+                sb_error_prefix(err, "%s: bank entry %lld: %s", tf->path, (long long)i, slot_name[slot[k]]);
         }
     }
     if (rc) {

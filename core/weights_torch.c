@@ -639,7 +639,7 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
 {
     uint64_t total = (uint64_t)st->numel * (uint64_t)sb_dtype_size(st->dtype);
     if (off > total || n > total - off)
-        return sb_fail(err, SB_EFORMAT, "%s: read outside storage '%s'", tf->path, st->key);
+        return sb_fail(err, SB_EFORMAT, "read outside storage '%s'", st->key);
     if (st->backing == ST_MEM) {
         memcpy(dst, st->mem + off, (size_t)n);
         return SB_OK;
@@ -647,9 +647,9 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
     if (st->backing == ST_SRC) {
         int r = wsrc_pread(&tf->src, dst, (size_t)n, st->data_off + off);
         if (r == -2)
-            return sb_fail(err, SB_EIO, "%s: read error: %s", tf->path, strerror(errno));
+            return sb_fail(err, SB_EIO, "read error: %s", strerror(errno));
         if (r)
-            return sb_fail(err, SB_EFORMAT, "%s: storage '%s' is truncated", tf->path, st->key);
+            return sb_fail(err, SB_EFORMAT, "storage '%s' is truncated", st->key);
         if (st->has_crc && off == 0 && n == total) {
             uLong c = crc32(0L, Z_NULL, 0);
             const uint8_t *q = dst;
@@ -660,16 +660,16 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
                 left -= k;
             }
             if ((uint32_t)c != st->crc)
-                return sb_fail(err, SB_EFORMAT, "%s: zip entry %s/data/%s is corrupt (CRC-32 mismatch)", tf->path,
-                               tf->prefix, st->key);
+                return sb_fail(err, SB_EFORMAT, "zip entry %s/data/%s is corrupt (CRC-32 mismatch)", tf->prefix,
+                               st->key);
         }
         return SB_OK;
     }
     if (st->backing != ST_ZIP)
-        return sb_fail(err, SB_EFORMAT, "%s: storage '%s' has no data", tf->path, st->key);
+        return sb_fail(err, SB_EFORMAT, "storage '%s' has no data", st->key);
     zip_file_t *zf = zip_fopen_index(tf->zip, (zip_uint64_t)st->zip_index, 0);
     if (!zf)
-        return sb_fail(err, SB_EFORMAT, "%s: cannot open zip entry %s/data/%s (%s)", tf->path, tf->prefix, st->key,
+        return sb_fail(err, SB_EFORMAT, "cannot open zip entry %s/data/%s (%s)", tf->prefix, st->key,
                        zip_strerror(tf->zip));
     int rc = SB_OK;
     if (off > 0 && zip_fseek(zf, (zip_int64_t)off, SEEK_SET) != 0) {
@@ -679,8 +679,8 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
         while (left > 0) {
             zip_int64_t r = zip_fread(zf, tmp, left < sizeof tmp ? left : sizeof tmp);
             if (r <= 0) {
-                rc = sb_fail(err, SB_EFORMAT, "%s: zip entry %s/data/%s is truncated or corrupt", tf->path,
-                             tf->prefix, st->key);
+                rc = sb_fail(err, SB_EFORMAT, "zip entry %s/data/%s is truncated or corrupt", tf->prefix,
+                             st->key);
                 goto out;
             }
             left -= (uint64_t)r;
@@ -691,8 +691,8 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
     while (left > 0) {
         zip_int64_t r = zip_fread(zf, p, left);
         if (r <= 0) {
-            rc = sb_fail(err, SB_EFORMAT, "%s: zip entry %s/data/%s is truncated or corrupt (%s)", tf->path,
-                         tf->prefix, st->key, r < 0 ? zip_file_strerror(zf) : "short read");
+            rc = sb_fail(err, SB_EFORMAT, "zip entry %s/data/%s is truncated or corrupt (%s)", tf->prefix,
+                         st->key, r < 0 ? zip_file_strerror(zf) : "short read");
             goto out;
         }
         p += r;
@@ -702,7 +702,7 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
         uint8_t extra;
         zip_int64_t r = zip_fread(zf, &extra, 1);
         if (r != 0)
-            rc = sb_fail(err, SB_EFORMAT, "%s: zip entry %s/data/%s is corrupt (%s)", tf->path, tf->prefix, st->key,
+            rc = sb_fail(err, SB_EFORMAT, "zip entry %s/data/%s is corrupt (%s)", tf->prefix, st->key,
                          r < 0 ? zip_file_strerror(zf) : "longer than declared");
     }
 out:
@@ -716,7 +716,7 @@ static int grow_scratch(torchfile *tf, size_t n, sb_error *err)
         return SB_OK;
     uint8_t *p = realloc(tf->scratch, n);
     if (!p)
-        return sb_fail(err, SB_ENOMEM, "%s: out of memory (%zu bytes)", tf->path, n);
+        return sb_fail(err, SB_ENOMEM, "out of memory (%zu bytes)", n);
     tf->scratch = p;
     tf->scratch_cap = n;
     return SB_OK;
@@ -727,7 +727,7 @@ int torchfile_tensor_raw(torchfile *tf, const pv *t, void *dst, sb_error *err)
     int64_t count, lo, hi;
     int rc = tensor_check(t, &count, &lo, &hi, err);
     if (rc)
-        return sb_error_prefix(err, "%s", tf->path);
+        return rc;
     if (count == 0)
         return SB_OK;
     uint64_t es = (uint64_t)sb_dtype_size(t->dtype);
@@ -749,11 +749,11 @@ int torchfile_tensor_f32(torchfile *tf, const pv *t, float *dst, sb_error *err)
     int64_t count, lo, hi;
     int rc = tensor_check(t, &count, &lo, &hi, err);
     if (rc)
-        return sb_error_prefix(err, "%s", tf->path);
+        return rc;
     size_t bytes = (size_t)count * (size_t)sb_dtype_size(t->dtype);
     uint8_t *raw = malloc(bytes ? bytes : 1);
     if (!raw)
-        return sb_fail(err, SB_ENOMEM, "%s: out of memory", tf->path);
+        return sb_fail(err, SB_ENOMEM, "out of memory");
     rc = torchfile_tensor_raw(tf, t, raw, err);
     if (rc == SB_OK)
         sb_convert_to_f32(t->dtype, raw, dst, (size_t)count);
