@@ -228,6 +228,78 @@ static void test_conv2d_errors(void **state)
     assert_int_equal(sb_conv_out_size(2, 5, 1, 0), 0);
 }
 
+/* Patch embeddings of the golden files: PyTorch's Conv2d on input/image
+ * with the checkpoint's weights (Hiera k7 s4 p3, ViT k16 s16), dumped NHWC.
+ * Both results carry float summation error, so the bound is doubled:
+ * |ours - torch| <= 2 gamma_(K+1) sum|w x|. */
+static void check_patch_embed(const char *ckpt, const char *golden, const char *prefix,
+                              const char *dset, int k, int stride, int pad)
+{
+    sb_error err;
+    sb_weights *wt;
+    assert_sb_ok(err, sb_weights_load(&wt, fixture_path(ckpt), &err));
+    char kw[256], kb[256];
+    snprintf(kw, sizeof kw, "%s.weight", prefix);
+    snprintf(kb, sizeof kb, "%s.bias", prefix);
+    int nd;
+    int64_t sw[SB_MAX_DIMS], si[SB_MAX_DIMS], so[SB_MAX_DIMS];
+    assert_sb_ok(err, sb_weights_shape(wt, kw, &nd, sw, &err));
+    assert_int_equal(sw[2], k);
+    const float *w = sb_weights_get(wt, kw, 4, sw, &err);
+    int64_t sbias[1] = {sw[0]};
+    const float *b = sb_weights_get(wt, kb, 1, sbias, &err);
+    assert_non_null(w);
+    assert_non_null(b);
+    sb_h5 *f;
+    assert_sb_ok(err, sb_h5_open(&f, fixture_path(golden), SB_H5_READ, &err));
+    float *img, *ref_nhwc;
+    assert_sb_ok(err, sb_h5_read_f32(f, "input/image", &img, &nd, si, &err));
+    assert_sb_ok(err, sb_h5_read_f32(f, dset, &ref_nhwc, &nd, so, &err));
+    cfg2d c = {si[0], si[1], si[2], si[3], sw[0], k, k, stride, pad, 1};
+    int64_t OH = sb_conv_out_size(c.H, k, stride, pad), OW = sb_conv_out_size(c.W, k, stride, pad);
+    assert_int_equal(so[1], OH);
+    assert_int_equal(so[2], OW);
+    assert_int_equal(so[3], c.Cout);
+    size_t ny = (size_t)(c.B * c.Cout * OH * OW);
+    float *y = malloc(ny * sizeof(float)), *torch = malloc(ny * sizeof(float));
+    double *dref = malloc(ny * sizeof(double)), *absum = malloc(ny * sizeof(double)), *tref = malloc(ny * sizeof(double));
+    assert_sb_ok(err, sb_conv2d(NULL, img, c.B, c.Cin, c.H, c.W, w, b, c.Cout, k, k, stride, pad, 1, y,
+                                NULL, &err));
+    ref_conv2d(&c, img, w, b, dref, absum);
+    for (int64_t n = 0; n < c.B; n++) /* NHWC golden -> NCHW */
+        for (int64_t o = 0; o < c.Cout; o++)
+            for (int64_t p = 0; p < OH * OW; p++) {
+                torch[(n * c.Cout + o) * OH * OW + p] = ref_nhwc[(n * OH * OW + p) * c.Cout + o];
+                tref[(n * c.Cout + o) * OH * OW + p] = y[(n * c.Cout + o) * OH * OW + p];
+            }
+    char label[160];
+    snprintf(label, sizeof label, "%s %s vs PyTorch", golden, dset);
+    /* bound 2 gamma: check ours against torch with twice the terms */
+    check_bound(label, torch, tref, absum, ny, 2 * (c.Cin * k * k + 1));
+    snprintf(label, sizeof label, "%s %s vs double", golden, dset);
+    check_bound(label, y, dref, absum, ny, c.Cin * k * k + 1);
+    free(y);
+    free(torch);
+    free(dref);
+    free(absum);
+    free(tref);
+    free(img);
+    free(ref_nhwc);
+    sb_h5_close(f);
+    sb_weights_free(wt);
+}
+
+static void test_conv2d_fixtures(void **state)
+{
+    (void)state;
+    check_patch_embed("samed2_tiny.pth", "samed2_step0.h5", "image_encoder.trunk.patch_embed.proj",
+                      "encoder/trunk/patch_embed", 7, 4, 3);
+    check_patch_embed("sam2_tiny.pth", "sam2_step0.h5", "image_encoder.trunk.patch_embed.proj",
+                      "encoder/trunk/patch_embed", 7, 4, 3);
+    check_patch_embed("sam_vit_tiny.pth", "sam_step0.h5", "image_encoder.patch_embed.proj",
+                      "encoder/patch_embed", 16, 16, 0);
+}
+
 /* ---- ConvTranspose2d k2 s2 ------------------------------------------------ */
 
 static void run_convt_case(sb_ctx *ctx, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout,
@@ -471,7 +543,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d_shapes),     cmocka_unit_test(test_conv2d_threads_and_tiles),
-        cmocka_unit_test(test_conv2d_errors),     cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv2d_errors),     cmocka_unit_test(test_conv2d_fixtures),
+        cmocka_unit_test(test_conv_transpose),
         cmocka_unit_test(test_conv3d),            cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_window_partition),
     };
