@@ -31,9 +31,17 @@ static const char *const sam2_outputs[] = {
     "prompt_encoder/sparse",  "mask_decoder/low_res_masks", "mask_decoder/iou_pred",
     "logits/final",           "output/binary_mask",         NULL};
 
+/* SAM ViT-B / MedSAM ViT-B (issue 6): MedSAM.forward's outputs */
+static const char *const sam_vit_outputs[] = {
+    "encoder/image_embeddings", "prompt_encoder/sparse", "mask_decoder/low_res_masks",
+    "mask_decoder/iou_pred",    "logits/high_res",       "output/binary_mask",
+    NULL};
+
 static const replay_flow replay_flows[] = {
     {"sam2", SB_FLOW_SAM2, sam2_outputs},
     {"medsam2", SB_FLOW_MEDSAM2, sam2_outputs},
+    {"sam", SB_FLOW_SAM, sam_vit_outputs},
+    {"medsam", SB_FLOW_MEDSAM, sam_vit_outputs},
 };
 
 static void replay_usage(FILE *f)
