@@ -138,25 +138,80 @@ void sb_nifti_free(sb_nifti *img)
     memset(img, 0, sizeof *img);
 }
 
+/* A byte source: a file through zlib's gz* (plain or gzip), or a memory
+ * buffer (plain, or gzip inflated on the fly, concatenated members allowed). */
+typedef struct {
+    gzFile gz;
+    const uint8_t *mem;
+    size_t len, pos;
+    int zmem; /* memory buffer is gzip */
+    z_stream zs;
+    int zdone;
+} nsrc;
+
 /* Reads exactly n bytes; 0 on success, else fills err. */
-static int gz_read_exact(gzFile f, void *buf, size_t n, const char *path, const char *what, sb_error *err)
+static int src_read(nsrc *S, void *buf, size_t n, const char *path, const char *what, sb_error *err)
 {
     uint8_t *p = buf;
-    while (n > 0) {
-        unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
-        int got = gzread(f, p, chunk);
-        if (got < 0) {
-            int zerr = 0;
-            const char *m = gzerror(f, &zerr);
-            return sb_fail(err, SB_EFORMAT, "%s: corrupt compressed data reading %s (%s)", path, what,
-                           m ? m : "zlib error");
+    if (S->gz) {
+        while (n > 0) {
+            unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
+            int got = gzread(S->gz, p, chunk);
+            if (got < 0) {
+                int zerr = 0;
+                const char *m = gzerror(S->gz, &zerr);
+                return sb_fail(err, SB_EFORMAT, "%s: corrupt compressed data reading the %s (%s)", path, what,
+                               m ? m : "zlib error");
+            }
+            if (got == 0)
+                return sb_fail(err, SB_EFORMAT, "%s: truncated: file ends inside the %s", path, what);
+            p += got;
+            n -= (size_t)got;
         }
-        if (got == 0)
-            return sb_fail(err, SB_EFORMAT, "%s: truncated: file ends inside the %s", path, what);
+        return SB_OK;
+    }
+    if (!S->zmem) {
+        if (S->len - S->pos < n)
+            return sb_fail(err, SB_EFORMAT, "%s: truncated: data ends inside the %s", path, what);
+        memcpy(p, S->mem + S->pos, n);
+        S->pos += n;
+        return SB_OK;
+    }
+    while (n > 0) {
+        if (S->zdone)
+            return sb_fail(err, SB_EFORMAT, "%s: truncated: data ends inside the %s", path, what);
+        unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
+        S->zs.next_out = p;
+        S->zs.avail_out = chunk;
+        int zr = inflate(&S->zs, Z_NO_FLUSH);
+        size_t got = chunk - S->zs.avail_out;
         p += got;
-        n -= (size_t)got;
+        n -= got;
+        if (zr == Z_STREAM_END) {
+            /* another gzip member may follow */
+            if (S->zs.avail_in > 2 && S->zs.next_in[0] == 0x1f && S->zs.next_in[1] == 0x8b)
+                inflateReset(&S->zs);
+            else
+                S->zdone = 1;
+        } else if (zr != Z_OK) {
+            if (zr == Z_BUF_ERROR && S->zs.avail_in == 0)
+                return sb_fail(err, SB_EFORMAT, "%s: truncated: compressed data ends inside the %s", path, what);
+            return sb_fail(err, SB_EFORMAT, "%s: corrupt compressed data reading the %s (%s)", path, what,
+                           S->zs.msg ? S->zs.msg : "zlib error");
+        } else if (got == 0 && S->zs.avail_in == 0) {
+            return sb_fail(err, SB_EFORMAT, "%s: truncated: compressed data ends inside the %s", path, what);
+        }
     }
     return SB_OK;
+}
+
+static void src_close(nsrc *S)
+{
+    if (S->gz)
+        gzclose(S->gz);
+    if (S->zmem)
+        inflateEnd(&S->zs);
+    memset(S, 0, sizeof *S);
 }
 
 static int parse_header(sb_nifti *img, const uint8_t *h, int version, int sw, int64_t *vox_offset,
@@ -248,30 +303,14 @@ static int parse_header(sb_nifti *img, const uint8_t *h, int version, int sw, in
     return SB_OK;
 }
 
-static int read_impl(sb_nifti *img, const char *path, int with_data, sb_error *err)
+/* Header, extensions and (if with_data) voxels from an open source.
+ * known_size: bytes available for a plain source (-1 unknown). */
+static int read_source(sb_nifti *img, nsrc *S, const char *path, int with_data, int64_t known_size, sb_error *err)
 {
-    memset(img, 0, sizeof *img);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return sb_fail(err, SB_EIO, "%s: cannot open (%s)", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return sb_fail(err, SB_EIO, "%s: is a directory", path);
-    FILE *raw = fopen(path, "rb");
-    if (!raw)
-        return sb_fail(err, SB_EIO, "%s: cannot open (%s)", path, strerror(errno));
-    uint8_t magic[2] = {0, 0};
-    int gz = fread(magic, 1, 2, raw) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-    fclose(raw);
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return sb_fail(err, SB_EIO, "%s: cannot open (%s)", path, strerror(errno));
-    gzbuffer(f, 1 << 17);
     uint8_t h[540];
-    int rc = gz_read_exact(f, h, 4, path, "header", err);
-    if (rc) {
-        gzclose(f);
+    int rc = src_read(S, h, 4, path, "header", err);
+    if (rc)
         return rc;
-    }
     int32_t sz = rd_i32(h, 0, 0), szs = rd_i32(h, 0, 1);
     int version, sw;
     if (sz == 348 || szs == 348) {
@@ -281,38 +320,27 @@ static int read_impl(sb_nifti *img, const char *path, int with_data, sb_error *e
         version = 2;
         sw = sz != 540;
     } else {
-        gzclose(f);
         return sb_fail(err, SB_EFORMAT, "%s: not a NIfTI file (sizeof_hdr %d, expected 348 or 540)", path, sz);
     }
     int hdr = version == 1 ? 348 : 540;
-    rc = gz_read_exact(f, h + 4, (size_t)hdr - 4, path, "header", err);
+    rc = src_read(S, h + 4, (size_t)hdr - 4, path, "header", err);
     int64_t vox_offset = 0;
     if (!rc)
         rc = parse_header(img, h, version, sw, &vox_offset, path, err);
-    if (rc || !with_data) {
-        gzclose(f);
-        if (rc)
-            memset(img, 0, sizeof *img);
+    if (rc || !with_data)
         return rc;
-    }
     int64_t nbytes = img->nvox * img->bytes_per_voxel;
-    if (!gz && (int64_t)st.st_size < vox_offset + nbytes) {
-        gzclose(f);
-        long long have = (long long)st.st_size, need = (long long)(vox_offset + nbytes);
-        memset(img, 0, sizeof *img);
-        return sb_fail(err, SB_EFORMAT, "%s: truncated: %lld bytes, the header needs %lld", path, have, need);
-    }
+    if (known_size >= 0 && known_size < vox_offset + nbytes)
+        return sb_fail(err, SB_EFORMAT, "%s: truncated: %lld bytes, the header needs %lld", path,
+                       (long long)known_size, (long long)(vox_offset + nbytes));
     /* skip extensions up to vox_offset */
     uint8_t skip[4096];
     int64_t pos = hdr;
     while (pos < vox_offset) {
         size_t n = (size_t)(vox_offset - pos < (int64_t)sizeof skip ? vox_offset - pos : (int64_t)sizeof skip);
-        rc = gz_read_exact(f, skip, n, path, "header extensions", err);
-        if (rc) {
-            gzclose(f);
-            memset(img, 0, sizeof *img);
+        rc = src_read(S, skip, n, path, "header extensions", err);
+        if (rc)
             return rc;
-        }
         pos += (int64_t)n;
     }
     /* data: grow the buffer while reading so a lying header cannot make us
@@ -335,25 +363,68 @@ static int read_impl(sb_nifti *img, const char *path, int with_data, sb_error *e
             cap = ncap;
         }
         size_t want = cap - have;
-        rc = gz_read_exact(f, data + have, want, path, "voxel data", err);
+        rc = src_read(S, data + have, want, path, "voxel data", err);
         if (rc) {
             free(data);
-            gzclose(f);
-            memset(img, 0, sizeof *img);
             return rc;
         }
         have += want;
     }
-    gzclose(f);
-    if (!data) {
-        memset(img, 0, sizeof *img);
+    if (!data)
         return sb_fail(err, SB_ENOMEM, "%s: out of memory for %lld bytes of voxel data", path, (long long)nbytes);
-    }
     if (sw && img->bytes_per_voxel > 1)
         for (int64_t i = 0; i < img->nvox; i++)
             swap_bytes(data + i * img->bytes_per_voxel, img->bytes_per_voxel);
     img->data = data;
     return SB_OK;
+}
+
+static int read_impl(sb_nifti *img, const char *path, int with_data, sb_error *err)
+{
+    memset(img, 0, sizeof *img);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return sb_fail(err, SB_EIO, "%s: cannot open (%s)", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return sb_fail(err, SB_EIO, "%s: is a directory", path);
+    FILE *raw = fopen(path, "rb");
+    if (!raw)
+        return sb_fail(err, SB_EIO, "%s: cannot open (%s)", path, strerror(errno));
+    uint8_t magic[2] = {0, 0};
+    int gz = fread(magic, 1, 2, raw) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    fclose(raw);
+    nsrc S;
+    memset(&S, 0, sizeof S);
+    S.gz = gzopen(path, "rb");
+    if (!S.gz)
+        return sb_fail(err, SB_EIO, "%s: cannot open (%s)", path, strerror(errno));
+    gzbuffer(S.gz, 1 << 17);
+    int rc = read_source(img, &S, path, with_data, gz ? -1 : (int64_t)st.st_size, err);
+    src_close(&S);
+    if (rc)
+        memset(img, 0, sizeof *img);
+    return rc;
+}
+
+int sb_nifti_read_mem(sb_nifti *img, const void *buf, size_t len, const char *name, sb_error *err)
+{
+    memset(img, 0, sizeof *img);
+    nsrc S;
+    memset(&S, 0, sizeof S);
+    S.mem = buf;
+    S.len = len;
+    if (len >= 2 && S.mem[0] == 0x1f && S.mem[1] == 0x8b) {
+        S.zmem = 1;
+        if (inflateInit2(&S.zs, 16 + MAX_WBITS) != Z_OK)
+            return sb_fail(err, SB_ENOMEM, "%s: cannot initialise zlib", name);
+        S.zs.next_in = (Bytef *)(uintptr_t)S.mem;
+        S.zs.avail_in = (uInt)(len > UINT32_MAX ? UINT32_MAX : len);
+    }
+    int rc = read_source(img, &S, name, 1, S.zmem ? -1 : (int64_t)len, err);
+    src_close(&S);
+    if (rc)
+        memset(img, 0, sizeof *img);
+    return rc;
 }
 
 int sb_nifti_read(sb_nifti *img, const char *path, sb_error *err) { return read_impl(img, path, 1, err); }

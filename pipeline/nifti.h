@@ -58,6 +58,8 @@ typedef struct sb_nifti {
 
 /* Reads the whole image. On failure *img is left empty (data NULL). */
 int sb_nifti_read(sb_nifti *img, const char *path, sb_error *err);
+/* The same from a memory buffer (plain or gzip); `name` is used in messages. */
+int sb_nifti_read_mem(sb_nifti *img, const void *buf, size_t len, const char *name, sb_error *err);
 /* Reads only the header (no data). */
 int sb_nifti_read_header(sb_nifti *img, const char *path, sb_error *err);
 /* Frees img->data and clears the struct. NULL is a no-op. */

@@ -53,6 +53,22 @@ static void set_value(sb_nifti *img, int64_t i, double v)
     }
 }
 
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *n = 0;
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)len + 1);
+    *n = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    return b;
+}
+
 static void test_roundtrip_all_types(void **state)
 {
     (void)state;
@@ -71,6 +87,13 @@ static void test_roundtrip_all_types(void **state)
                 snprintf(name, sizeof name, "rt_%d_v%d.nii%s", all_types[t], version, gz ? ".gz" : "");
                 const char *path = temp_path(name);
                 assert_sb_ok(err, sb_nifti_write(&img, path, &err));
+                size_t mn;
+                uint8_t *mb = slurp(path, &mn);
+                assert_sb_ok(err, sb_nifti_read_mem(&back, mb, mn, path, &err));
+                assert_int_equal(back.nvox, 60);
+                assert_memory_equal(back.data, img.data, (size_t)(60 * img.bytes_per_voxel));
+                free(mb);
+                sb_nifti_free(&back);
                 assert_sb_ok(err, sb_nifti_read(&back, path, &err));
                 assert_int_equal(back.version, version);
                 assert_int_equal(back.datatype, all_types[t]);
@@ -218,6 +241,21 @@ static void test_big_endian(void **state)
 
 static void expect_error(const char *path, int code, const char *needle)
 {
+    /* the memory reader must fail the same way */
+    size_t mn;
+    uint8_t *mb = slurp(path, &mn);
+    if (mb) {
+        sb_nifti mi;
+        sb_error merr;
+        int mrc = sb_nifti_read_mem(&mi, mb, mn, path, &merr);
+        if (mrc == SB_OK)
+            fail_msg("%s: memory read succeeded", path);
+        if (code >= 0)
+            assert_int_equal(mrc, code);
+        assert_null(mi.data);
+        assert_non_null(strstr(merr.msg, needle));
+        free(mb);
+    }
     sb_nifti img;
     sb_error err;
     sb_error_clear(&err);
