@@ -302,8 +302,23 @@ static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B
             int64_t side = sb_hiera_stage_side(&n->trunk, s);
             ALLOC(stage[s], B * side * side * sb_hiera_stage_dim(&n->trunk, s), "trunk stage output");
         }
-        if ((rc = sb_hiera_forward(&n->trunk, ctx, images, B, stage, a, mp, dump, da, err)))
-            goto done;
+        if (dump || n->trunk.adapter) {
+            /* whole batch: dumps are per batch; SAMed-2's adapter couples images */
+            if ((rc = sb_hiera_forward(&n->trunk, ctx, images, B, stage, a, mp, dump, da, err)))
+                goto done;
+        } else {
+            /* one image at a time: the trunk's working memory does not grow with B
+             * (its GEMMs are already chunked, so nothing is lost) */
+            for (int64_t b = 0; b < B; b++) {
+                float *sb_[SB_CFG_MAX_STAGES];
+                for (int s = 0; s < n->trunk.n_stages; s++) {
+                    int64_t side = sb_hiera_stage_side(&n->trunk, s);
+                    sb_[s] = stage[s] + b * side * side * sb_hiera_stage_dim(&n->trunk, s);
+                }
+                if ((rc = sb_hiera_forward(&n->trunk, ctx, images + b * 3 * S * S, 1, sb_, a, mp, NULL, NULL, err)))
+                    goto done;
+            }
+        }
         if ((rc = sb_fpn_neck_forward(&n->neck, ctx, stage, B, lev, a, mp, dump, da, err)))
             goto done;
         if (use_hr) {

@@ -211,6 +211,9 @@ static void run_parity(const char *fixture, int flow)
     f2.out_h = 100;
     f2.out_w = 77;
     assert_sb_ok(err, sb_model_forward(m, ctx, img, B, &pr, &f2, &o1, &err));
+    st = compare_f32("batch-2 without dumps (per-image trunk) low_res", o1.low_res, out.low_res,
+                     (size_t)(B * o1.low_h * o1.low_w));
+    assert_true(st.max_abs <= 1e-5 * st.max_ref + 1e-6);
     assert_int_equal(o1.out_h, 100);
     assert_int_equal(o1.out_w, 77);
     for (int64_t i = 0; i < B * 100 * 77; i++)
