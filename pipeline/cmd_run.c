@@ -16,6 +16,7 @@
  */
 #include "cli.h"
 #include "run.h"
+#include "data.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -445,11 +446,13 @@ int cmd_run(int argc, char **argv)
 
     /* ---- the units: every rank builds the same list --------------------------- */
     sb_units units = {0};
+    void **datas = NULL;
     int rc;
-    if (a.nmanifests)
+    if (a.nmanifests && a.protocol == SB_PROTO_REFERENCE)
         rc = sb_fail(&err, SB_EUNSUPPORTED,
-                     "--manifest: manifests are read by the data module, which is not in this build yet; "
-                     "use --medbank DIR");
+                     "--protocol reference needs the split files as written: use --medbank DIR (not --manifest)");
+    else if (a.nmanifests)
+        rc = sb_units_manifests(&units, a.manifests, a.nmanifests, a.data_root, &datas, &err);
     else
         rc = sb_units_medbank(&units, a.medbank, a.split, a.protocol, &err);
     sb_run_model *model = NULL;
@@ -464,6 +467,7 @@ int cmd_run(int argc, char **argv)
         if (rank == 0)
             fprintf(stderr, "sambench run: %s\n", err.msg);
         sb_units_free(&units);
+        sb_units_free_data(datas, a.nmanifests);
         sb_run_model_free(model);
         sb_ctx_free(ctx);
         MPI_Finalize();
@@ -496,6 +500,7 @@ int cmd_run(int argc, char **argv)
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (!ok) {
         sb_units_free(&units);
+        sb_units_free_data(datas, a.nmanifests);
         sb_run_model_free(model);
         sb_ctx_free(ctx);
         MPI_Finalize();
@@ -520,6 +525,7 @@ int cmd_run(int argc, char **argv)
             if (rank == 0)
                 fprintf(stderr, "sambench run: --resume: %s\n", bad ? err.msg : "a rank could not read the journals");
             sb_units_free(&units);
+            sb_units_free_data(datas, a.nmanifests);
             sb_run_model_free(model);
             sb_ctx_free(ctx);
             if (logf)
@@ -672,6 +678,20 @@ int cmd_run(int argc, char **argv)
         }
         sb_prov prov;
         fill_prov(&prov, &a, nranks, threads, hosts, MPI_Wtime() - t_start, (double)wall_start);
+        for (int mi = 0; datas && mi < a.nmanifests; mi++) {
+            sb_data *d = datas[mi];
+            int col = -1;
+            for (int k = 0; k < SB_PUBLISHED_MODELS; k++)
+                if (!strcmp(a.model, sb_published_model_names[k]))
+                    col = k;
+            for (int i = 0; col >= 0 && i < sb_data_ndatasets(d); i++) {
+                const sb_dataset_spec *spec = sb_data_dataset(d, i);
+                size_t len = strlen(prov.published);
+                if (!isnan(spec->published_dice[col]))
+                    snprintf(prov.published + len, sizeof prov.published - len, "%s%s=%.4f", len ? ";" : "",
+                             spec->name, spec->published_dice[col]);
+            }
+        }
         if (merge_and_report(&a, &units, fp, &prov, &err) != SB_OK) {
             fprintf(stderr, "sambench run: %s\n", err.msg);
             status = SB_EXIT_USAGE;
@@ -688,6 +708,7 @@ int cmd_run(int argc, char **argv)
     free(order);
     free(pending);
     sb_units_free(&units);
+    sb_units_free_data(datas, a.nmanifests);
     sb_run_model_free(model);
     sb_ctx_free(ctx);
     if (logf) {

@@ -105,6 +105,7 @@ typedef struct {
     /* reference protocol */
     int batches;
     double ref_dice, ref_iou;
+    int is3d; /* volumes with spacing: statistics over cases (3-D metrics), PROTOCOL.md 4 */
 } task_agg;
 
 typedef struct {
@@ -169,17 +170,27 @@ static int reduce(const sb_recs *recs, const sb_batches *b, const sb_report_opts
             snprintf(t->task, sizeof t->task, "%s", x->task);
             snprintf(t->modality, sizeof t->modality, "%s", x->modality);
             t->ref_dice = t->ref_iou = NAN;
+            /* 3-D task: its case records carry surfaces (computed with the true spacing) */
+            for (size_t j = i; j < recs->n && strcmp(recs->v[j].dataset, x->dataset) == 0; j++)
+                if (recs->v[j].slice < 0 && recs->v[j].status == SB_REC_OK && !isnan(recs->v[j].surf_gt))
+                    t->is3d = 1;
         }
         task_agg *t = &r->t[k];
         if (x->slice < 0) {
             t->cases++;
             if (x->status != SB_REC_OK)
                 t->failed++;
-            continue;
-        }
-        if (ref && x->batch < 0) { /* reference: left out by drop_last */
-            t->not_scored++;
-            continue;
+            if (!t->is3d)
+                continue;
+        } else {
+            if (ref && x->batch < 0) { /* reference: left out by drop_last */
+                t->not_scored++;
+                continue;
+            }
+            if (x->status == SB_REC_OK)
+                t->slices++;
+            if (t->is3d) /* statistics over cases: the slices only add to the counts */
+                continue;
         }
         if (x->status != SB_REC_OK)
             continue;
@@ -194,7 +205,6 @@ static int reduce(const sb_recs *recs, const sb_batches *b, const sb_report_opts
         t->dv[t->nvals] = sb_rec_dice(x, o->empty_policy);
         t->nv[t->nvals] = sb_rec_nsd(x, o->empty_policy);
         t->nvals++;
-        t->slices++;
         t->tp += x->tp;
         t->fp += x->fp;
         t->fn += x->fn;
@@ -396,7 +406,22 @@ static int write_per_case(const char *dir, const sb_recs *recs, int ref, int pol
     return SB_OK;
 }
 
-static int is_external(const char *dataset) { return strncasecmp(dataset, "external", 8) == 0; }
+/* The published Dice beside a task: from the manifest (recorded in the provenance at run time),
+ * else, for MedBank folders, the paper's internal table (PROTOCOL.md section 5). */
+static double published_for(const sb_prov *p, const task_agg *t)
+{
+    size_t n = strlen(t->dataset);
+    for (const char *q = p->published; q && *q;) {
+        if (strncmp(q, t->dataset, n) == 0 && q[n] == '=')
+            return atof(q + n + 1);
+        q = strchr(q, ';');
+        if (q)
+            q++;
+    }
+    if (strncmp(p->source, "medbank:", 8) == 0)
+        return sb_published_dice(t->task, t->modality, p->model, 0);
+    return NAN;
+}
 
 int sb_report_write(const char *dir, const sb_recs *recs, const sb_batches *b, const sb_prov *p,
                     const sb_report_opts *o, sb_error *err)
@@ -425,7 +450,7 @@ int sb_report_write(const char *dir, const sb_recs *recs, const sb_batches *b, c
                     fmt4(t->dice.ci_lo, a[4], 40), fmt4(t->dice.ci_hi, a[5], 40), t->dice.nan_count,
                     fmt4(t->dice_pooled, a[6], 40), fmt4(t->nsd.mean, a[7], 40), fmt4(t->nsd.ci_lo, a[8], 40),
                     fmt4(t->nsd.ci_hi, a[9], 40), t->nsd.nan_count, t->failed,
-                    fmt4(sb_published_dice(t->task, t->modality, p->model, is_external(t->dataset)), a[10], 40));
+                    fmt4(published_for(p, t), a[10], 40));
         }
         fprintf(f, "\n## Per modality\n\n| modality | tasks | slices | Dice macro | Dice pooled | NSD macro | NSD pooled |\n");
         fprintf(f, "|---|---:|---:|---:|---:|---:|---:|\n");
@@ -455,7 +480,7 @@ int sb_report_write(const char *dir, const sb_recs *recs, const sb_batches *b, c
                         fmtj(s->median, a[2], 40), fmtj(s->q1, a[3], 40), fmtj(s->q3, a[4], 40),
                         fmtj(s->iqr, a[5], 40), fmtj(s->ci_lo, a[6], 40), fmtj(s->ci_hi, a[7], 40), s->nan_count,
                         mtr ? "" : fmtj(t->dice_pooled, a[8], 40),
-                        mtr ? "" : fmtj(sb_published_dice(t->task, t->modality, p->model, is_external(t->dataset)), a[9], 40));
+                        mtr ? "" : fmtj(published_for(p, t), a[9], 40));
             }
         }
         for (int g = 0; g <= r.nm; g++) {
@@ -479,7 +504,7 @@ int sb_report_write(const char *dir, const sb_recs *recs, const sb_batches *b, c
             tex_str(f, t->modality);
             fprintf(f, " & %d & %s & [%s, %s] & %s & %s \\\\\n", t->dice.n, fmt4(t->dice.mean, a[0], 40),
                     fmt4(t->dice.ci_lo, a[1], 40), fmt4(t->dice.ci_hi, a[2], 40), fmt4(t->nsd.mean, a[3], 40),
-                    fmt4(sb_published_dice(t->task, t->modality, p->model, is_external(t->dataset)), a[4], 40));
+                    fmt4(published_for(p, t), a[4], 40));
         }
         fprintf(f, "\\midrule\n");
         for (int g = 0; g <= r.nm; g++) {
@@ -520,7 +545,7 @@ int sb_report_write(const char *dir, const sb_recs *recs, const sb_batches *b, c
             fprintf(f, ", ");
             summary_json_block(f, "nsd", &t->nsd);
             fprintf(f, ", \"dice_pooled\": %s, \"published_dice\": %s}%s\n", fmtj(t->dice_pooled, a[0], 40),
-                    fmtj(sb_published_dice(t->task, t->modality, p->model, is_external(t->dataset)), a[1], 40),
+                    fmtj(published_for(p, t), a[1], 40),
                     k + 1 < r.nt ? "," : "");
         }
         fprintf(f, "  ],\n  \"modalities\": [\n");

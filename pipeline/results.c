@@ -338,6 +338,7 @@ int sb_results_write(const char *path, const sb_recs *recs, const sb_batches *b,
         rc |= set_attr(f, "options", p->options);
         rc |= set_attr(f, "version", p->version);
         rc |= set_attr(f, "hosts", p->hosts);
+        rc |= set_attr(f, "published_dice", p->published);
         snprintf(num, sizeof num, "%d", p->ranks);
         rc |= set_attr(f, "ranks", num);
         snprintf(num, sizeof num, "%d", p->threads);
@@ -513,6 +514,7 @@ int sb_results_read(const char *path, sb_recs *recs, sb_batches *b, sb_prov *p, 
         get_attr(f, "options", p->options, sizeof p->options);
         get_attr(f, "version", p->version, sizeof p->version);
         get_attr(f, "hosts", p->hosts, sizeof p->hosts);
+        get_attr(f, "published_dice", p->published, sizeof p->published);
         if (get_attr(f, "ranks", num, sizeof num) == 0)
             p->ranks = atoi(num);
         if (get_attr(f, "threads", num, sizeof num) == 0)

@@ -98,6 +98,10 @@ typedef struct sb_unit {
     int nitems;
     double cost;
     int index; /* position in the canonical (dataset, case) order */
+    /* --manifest units: the case comes from the data module (pipeline/data.h) */
+    void *data; /* sb_data *, NULL for MedBank-folder units */
+    int data_ds, data_case;
+    double tolerance_mm; /* 3-D NSD tolerance of the dataset (manifest nsd_tolerance) */
 } sb_unit;
 
 typedef struct sb_units {
@@ -109,6 +113,11 @@ typedef struct sb_units {
  * `<split>.txt`. protocol picks volumes or whole datasets. */
 int sb_units_medbank(sb_units *out, const char *root, const char *split, int protocol, sb_error *err);
 void sb_units_free(sb_units *u);
+/* Volume-protocol units of one or more manifests through the data module;
+ * *datas receives the opened collections (free with sb_units_free_data). */
+int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const char *data_root, void ***datas,
+                       sb_error *err);
+void sb_units_free_data(void **datas, int n);
 /* Splits a MedBank folder name into task and modality; 0 if it does not match. */
 int sb_medbank_name(const char *folder, char *task, size_t tcap, char *modality, size_t mcap);
 /* Case id and slice index of a split entry (basename without extension; a
@@ -121,17 +130,6 @@ void sb_sched_order(const double *cost, int n, int *order);
 /* Simulated makespan of greedy dynamic dispatch of the given order on
  * `ranks` identical ranks, with a per-fetch overhead. */
 double sb_sched_makespan(const double *cost, const int *order, int n, int ranks, double fetch_overhead);
-
-/* ---- images and prompts (run_source.c) ----------------------------------- */
-/* 8-bit greyscale PNG (mask) into *px (malloc'ed). */
-int sb_png_read_gray(const char *path, uint8_t **px, int *w, int *h, sb_error *err);
-int sb_png_read_rgb(const char *path, uint8_t **px, int *w, int *h, sb_error *err);
-/* PIL-style separable bilinear (antialias) resize of one 8-bit channel. */
-void sb_resize_u8(const uint8_t *src, int w, int h, int stride, uint8_t *dst, int ow, int oh, int dstride);
-/* Tight box of mask > 0 on an S x S grid, pushed out by keyed jitter in [0, jitter], clamped to
- * [0, S]; empty mask -> [0, 0, S, S]. */
-void sb_prompt_box(const uint8_t *mask, int S, int jitter, uint64_t seed, const char *dataset,
-                   const char *case_id, int32_t slice, float box[4]);
 
 /* ---- models (run_model.c) ------------------------------------------------ */
 typedef struct sb_run_model sb_run_model;
@@ -193,6 +191,7 @@ uint32_t sb_crc32(const void *data, size_t len);
 typedef struct sb_prov {
     char model[64], checkpoint[1024], checkpoint_sha256[65], bank[1024], bank_sha256[65];
     char source[2048], protocol[16], options[2048], version[32], hosts[4096];
+    char published[4096]; /* "dataset=dice;...": published Dice of this model from the manifests */
     int ranks, threads;
     double wall_seconds, start_time;
     double seed;

@@ -9,6 +9,9 @@
  *    the S x S model grid and the published batch-pooled Dice.
  */
 #include "run.h"
+#include "data.h"
+#include "png_io.h"
+#include "preprocess.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -68,55 +71,67 @@ static void slice_free(slice_in *s)
     memset(s, 0, sizeof *s);
 }
 
-static int load_slice(const sb_unit *u, const sb_item *it, const sb_run_model *m, const sb_eval_opts *o,
-                      slice_in *s, sb_error *err)
+/* From PIL 'L' mask values and (if the model needs it) PIL 'RGB' pixels:
+ * the bit-exact resize of pipeline/preprocess.h, mask >= 128 (ToTensor >= 0.5,
+ * MODEL.md 1.1 step 5), the tight box on the model grid and the keyed jitter. */
+static int prepare_slice(const sb_unit *u, const sb_item *it, const sb_run_model *m, const sb_eval_opts *o,
+                         const uint8_t *mask_l, const uint8_t *rgb, int w, int h, slice_in *s, sb_error *err)
 {
-    memset(s, 0, sizeof *s);
     int S = m->image_size;
-    uint8_t *mk = NULL;
-    int rc = sb_png_read_gray(it->mask_path, &mk, &s->w, &s->h, err);
+    s->w = w;
+    s->h = h;
+    s->gt_native = malloc((size_t)w * h);
+    s->gt_model = malloc((size_t)S * S);
+    if (!s->gt_native || !s->gt_model)
+        return sb_fail(err, SB_ENOMEM, "out of memory");
+    int rc = sb_pil_resize_u8(mask_l, w, h, 1, s->gt_model, S, S, err);
     if (rc)
         return rc;
-    s->gt_native = malloc((size_t)s->w * s->h);
-    s->gt_model = malloc((size_t)S * S);
-    if (!s->gt_native || !s->gt_model) {
-        free(mk);
-        return sb_fail(err, SB_ENOMEM, "out of memory");
-    }
-    /* PIL 'L' -> Resize -> ToTensor -> >= 0.5, i.e. value >= 128 (MODEL.md 1.1 step 5) */
-    sb_resize_u8(mk, s->w, s->h, s->w, s->gt_model, S, S, S);
     for (size_t i = 0; i < (size_t)S * S; i++)
         s->gt_model[i] = s->gt_model[i] >= 128;
-    for (size_t i = 0; i < (size_t)s->w * s->h; i++)
-        s->gt_native[i] = mk[i] >= 128;
-    free(mk);
-    sb_prompt_box(s->gt_model, S, o->box_jitter, o->seed, u->dataset, it->case_id, it->slice, s->box);
+    for (size_t i = 0; i < (size_t)w * h; i++)
+        s->gt_native[i] = mask_l[i] >= 128;
+    int box[4];
+    if (sb_mask_box(s->gt_model, S, box))
+        sb_box_jitter(box, S, o->box_jitter, sb_jitter_key(o->seed, u->dataset, it->case_id, it->slice));
+    for (int k = 0; k < 4; k++)
+        s->box[k] = (float)box[k];
     if (m->needs_image) {
-        uint8_t *rgb = NULL;
-        int w = 0, h = 0;
-        rc = sb_png_read_rgb(it->image_path, &rgb, &w, &h, err);
+        if (!rgb)
+            return sb_fail(err, SB_EINVAL, "%s: no image pixels", it->entry);
+        s->img = malloc((size_t)S * S * 3);
+        if (!s->img)
+            return sb_fail(err, SB_ENOMEM, "out of memory");
+        rc = sb_pil_resize_u8(rgb, w, h, 3, s->img, S, S, err);
         if (rc)
             return rc;
-        s->img = malloc((size_t)S * S * 3);
-        uint8_t *pl = malloc((size_t)w * h), *po = malloc((size_t)S * S);
-        if (!s->img || !pl || !po) {
-            free(rgb);
-            free(pl);
-            free(po);
-            return sb_fail(err, SB_ENOMEM, "out of memory");
-        }
-        for (int c = 0; c < 3; c++) {
-            for (size_t i = 0; i < (size_t)w * h; i++)
-                pl[i] = rgb[3 * i + c];
-            sb_resize_u8(pl, w, h, w, po, S, S, S);
-            for (size_t i = 0; i < (size_t)S * S; i++)
-                s->img[3 * i + c] = po[i];
-        }
-        free(rgb);
-        free(pl);
-        free(po);
     }
     return SB_OK;
+}
+
+static int load_slice(const sb_unit *u, const sb_item *it, const sb_run_model *m, const sb_eval_opts *o,
+                      const sb_volume *vol, int k, slice_in *s, sb_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (vol) {
+        size_t px = (size_t)vol->height * vol->width;
+        return prepare_slice(u, it, m, o, vol->mask + (size_t)k * px, vol->rgb ? vol->rgb + (size_t)k * px * 3 : NULL,
+                             vol->width, vol->height, s, err);
+    }
+    uint8_t *mk = NULL, *rgb = NULL;
+    int w = 0, h = 0, wi = 0, hi = 0;
+    int rc = sb_png_load_l(it->mask_path, &mk, &w, &h, err);
+    if (rc == SB_OK && m->needs_image) {
+        rc = sb_png_load_rgb(it->image_path, &rgb, &wi, &hi, err);
+        if (rc == SB_OK && (wi != w || hi != h))
+            rc = sb_fail(err, SB_ESHAPE, "%s: image is %dx%d but its mask %s is %dx%d", it->image_path, wi, hi,
+                         it->mask_path, w, h);
+    }
+    if (rc == SB_OK)
+        rc = prepare_slice(u, it, m, o, mk, rgb, w, h, s, err);
+    free(mk);
+    free(rgb);
+    return rc;
 }
 
 /* Counts, surfaces and areas within tolerance (pipeline/metrics.h, DeepMind's
@@ -181,6 +196,13 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
     const int S = m->image_size, L = m->logits_size;
     const size_t first = recs->n, first_b = batches ? batches->n : 0;
     const int ref = o->protocol == SB_PROTO_REFERENCE;
+    const sb_item *items = u->items;
+    int nitems = u->nitems;
+    sb_volume vol;
+    memset(&vol, 0, sizeof vol);
+    int have_vol = 0;
+    sb_item *vitems = NULL;
+    uint8_t *stack_gt = NULL, *stack_pred = NULL; /* 3-D case metrics when the spacing is known */
     slice_in *in = calloc((size_t)B, sizeof(slice_in));
     float *logits = malloc(sizeof(float) * (size_t)B * L * L);
     float *boxes = malloc(sizeof(float) * 4 * (size_t)B);
@@ -195,12 +217,40 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
     }
     sb_error e2;
     sb_error_clear(&e2);
+    if (u->data) {
+        if (sb_data_load((sb_data *)u->data, u->data_ds, u->data_case, &vol, &e2) != SB_OK) {
+            unit_failed(u, recs, first, e2.msg);
+            goto done;
+        }
+        have_vol = 1;
+        nitems = vol.nslices;
+        vitems = calloc((size_t)(nitems > 0 ? nitems : 1), sizeof(sb_item));
+        if (!vitems) {
+            rc = sb_fail(err, SB_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (int k = 0; k < nitems; k++) {
+            snprintf(vitems[k].entry, sizeof vitems[k].entry, "%s", vol.slice_names ? vol.slice_names[k] : "");
+            snprintf(vitems[k].case_id, sizeof vitems[k].case_id, "%s", u->case_id);
+            vitems[k].slice = (int32_t)vol.slice_index[k];
+        }
+        items = vitems;
+        if (vol.spacing[0] > 0 && vol.spacing[1] > 0 && vol.spacing[2] > 0 && nitems > 0) {
+            size_t n3 = (size_t)nitems * vol.height * vol.width;
+            stack_gt = malloc(n3);
+            stack_pred = malloc(n3);
+            if (!stack_gt || !stack_pred) {
+                rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                goto done;
+            }
+        }
+    }
     if ((rc = m->begin_scope(m, &e2)) != SB_OK) {
         unit_failed(u, recs, first, e2.msg);
         rc = SB_OK;
         goto done;
     }
-    int nbatches = ref ? u->nitems / B : (u->nitems + B - 1) / B;
+    int nbatches = ref ? nitems / B : (nitems + B - 1) / B;
     int64_t case_tp = 0, case_fp = 0, case_fn = 0, case_gt = 0, case_pred = 0;
     double case_secs = 0;
     for (int bi = 0; bi < nbatches; bi++) {
@@ -212,13 +262,13 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
             goto done;
         }
         double t0 = now_s();
-        int real = u->nitems - bi * B < B ? u->nitems - bi * B : B;
+        int real = nitems - bi * B < B ? nitems - bi * B : B;
         for (int k = 0; k < B; k++) {
             slice_free(&in[k]);
             if (k >= real)
                 continue;
-            const sb_item *it = &u->items[bi * B + k];
-            if (load_slice(u, it, m, o, &in[k], &e2) != SB_OK) {
+            const sb_item *it = &items[bi * B + k];
+            if (load_slice(u, it, m, o, have_vol ? &vol : NULL, bi * B + k, &in[k], &e2) != SB_OK) {
                 unit_failed(u, recs, first, e2.msg);
                 if (batches)
                     batches->n = first_b;
@@ -239,7 +289,7 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
         }
         if (has_nan(logits, (size_t)real * L * L)) {
             char why[SB_REASON_MAX];
-            snprintf(why, sizeof why, "NaN logits in batch %d (%s)", bi, u->items[bi * B].entry);
+            snprintf(why, sizeof why, "NaN logits in batch %d (%s)", bi, items[bi * B].entry);
             unit_failed(u, recs, first, why);
             if (batches)
                 batches->n = first_b;
@@ -248,7 +298,7 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
         double per = (now_s() - t0) / real;
         int64_t bI = 0, bU = 0;
         for (int k = 0; k < real; k++) {
-            const sb_item *it = &u->items[bi * B + k];
+            const sb_item *it = &items[bi * B + k];
             int gh = ref ? S : in[k].h, gw = ref ? S : in[k].w;
             size_t np = (size_t)gh * gw;
             if (np > upcap) {
@@ -282,6 +332,10 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
                 goto done;
             }
             r->seconds = per;
+            if (stack_gt) {
+                memcpy(stack_gt + (size_t)(bi * B + k) * np, in[k].gt_native, np);
+                memcpy(stack_pred + (size_t)(bi * B + k) * np, pred, np);
+            }
             if (ref) {
                 r->batch = bi;
                 bI += r->tp;
@@ -305,7 +359,7 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
             b->batch = bi;
             size_t len = 0;
             for (int k = 0; k < B; k++) {
-                const char *e = u->items[bi * B + k].entry;
+                const char *e = items[bi * B + k].entry;
                 int w = snprintf(b->cases + len, sizeof b->cases - len, "%s%s", k ? ";" : "", e);
                 if (w < 0 || (size_t)w >= sizeof b->cases - len)
                     break;
@@ -320,13 +374,13 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
     }
     if (ref) {
         /* entries drop_last leaves out: recorded as not scored (batch -1, no counts) */
-        for (int i = nbatches * B; i < u->nitems; i++) {
+        for (int i = nbatches * B; i < nitems; i++) {
             sb_rec *r = sb_recs_push(recs);
             if (!r) {
                 rc = sb_fail(err, SB_ENOMEM, "out of memory");
                 goto done;
             }
-            rec_init(r, u, u->items[i].entry, u->items[i].slice);
+            rec_init(r, u, items[i].entry, items[i].slice);
             r->batch = -1;
         }
     } else {
@@ -336,15 +390,40 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
             goto done;
         }
         rec_init(r, u, u->case_id, -1);
-        r->nslices = u->nitems;
+        r->nslices = nitems;
         r->tp = case_tp;
         r->fp = case_fp;
         r->fn = case_fn;
         r->gt = case_gt;
         r->pred = case_pred;
         r->seconds = case_secs;
+        r->surf_gt = r->surf_pred = r->surf_gt_in = r->surf_pred_in = NAN;
+        if (stack_gt) {
+            /* 3-D per-case metrics with the true spacing, tolerance in mm (PROTOCOL.md 3);
+             * array [slice][row][col] with spacing (between slices, row, column) */
+            int64_t dims[3] = {nitems, vol.height, vol.width};
+            double sp[3] = {vol.spacing[2], vol.spacing[1], vol.spacing[0]};
+            sb_metrics_opts mo = {u->tolerance_mm > 0 ? u->tolerance_mm : 2.0, SB_METRICS_NSD, 0, NULL};
+            sb_metrics_record mr;
+            if (sb_metrics_pair(stack_gt, stack_pred, 3, dims, sp, SB_LAYOUT_C, &mo, &mr, &e2) == SB_OK) {
+                r->surf_gt = mr.gt_surface;
+                r->surf_pred = mr.pred_surface;
+                r->surf_gt_in = mr.has_nsd ? mr.gt_within : NAN;
+                r->surf_pred_in = mr.has_nsd ? mr.pred_within : NAN;
+                r->height = vol.height;
+                r->width = vol.width;
+            } else {
+                unit_failed(u, recs, first, e2.msg);
+                goto done;
+            }
+        }
     }
 done:
+    if (have_vol)
+        sb_volume_free(&vol);
+    free(vitems);
+    free(stack_gt);
+    free(stack_pred);
     if (in)
         for (int k = 0; k < B; k++)
             slice_free(&in[k]);

@@ -10,6 +10,7 @@
  * "image/" folder.
  */
 #include "run.h"
+#include "data.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -343,7 +344,7 @@ int sb_units_medbank(sb_units *out, const char *root, const char *split, int pro
 void sb_units_free(sb_units *u)
 {
     for (int i = 0; i < u->n; i++) {
-        for (int k = 0; k < u->v[i].nitems; k++) {
+        for (int k = 0; u->v[i].items && k < u->v[i].nitems; k++) {
             free(u->v[i].items[k].image_path);
             free(u->v[i].items[k].mask_path);
         }
@@ -353,183 +354,65 @@ void sb_units_free(sb_units *u)
     memset(u, 0, sizeof *u);
 }
 
-/* ---- PNG ------------------------------------------------------------------ */
-static int png_read_fmt(const char *path, png_uint_32 fmt, int ch, uint8_t **px, int *w, int *h, sb_error *err)
+/* ---- manifests through the data module ------------------------------------------ */
+int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const char *data_root, void ***datas,
+                       sb_error *err)
 {
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    *px = NULL;
-    if (!png_image_begin_read_from_file(&im, path))
-        return sb_fail(err, SB_EFORMAT, "%s: cannot read PNG: %s", path, im.message);
-    if (im.width == 0 || im.height == 0 || im.width > 65536 || im.height > 65536) {
-        png_image_free(&im);
-        return sb_fail(err, SB_EFORMAT, "%s: bad PNG size %ux%u", path, im.width, im.height);
-    }
-    im.format = fmt;
-    size_t n = (size_t)im.width * im.height * (size_t)ch;
-    uint8_t *buf = malloc(n);
-    if (!buf) {
-        png_image_free(&im);
-        return sb_fail(err, SB_ENOMEM, "%s: out of memory", path);
-    }
-    if (!png_image_finish_read(&im, NULL, buf, 0, NULL)) {
-        free(buf);
-        return sb_fail(err, SB_EFORMAT, "%s: corrupt PNG: %s", path, im.message);
-    }
-    *px = buf;
-    *w = (int)im.width;
-    *h = (int)im.height;
-    return SB_OK;
-}
-
-int sb_png_read_gray(const char *path, uint8_t **px, int *w, int *h, sb_error *err)
-{
-    return png_read_fmt(path, PNG_FORMAT_GRAY, 1, px, w, h, err);
-}
-
-int sb_png_read_rgb(const char *path, uint8_t **px, int *w, int *h, sb_error *err)
-{
-    return png_read_fmt(path, PNG_FORMAT_RGB, 3, px, w, h, err);
-}
-
-/* ---- PIL-style bilinear resize (antialiased, 8-bit fixed point) ------------ */
-#define PREC_BITS 22 /* 32 - 8 - 2, as PIL */
-
-static int coeffs(int in, int out, int **bounds, int32_t **kk, int *ksize)
-{
-    double scale = (double)in / out;
-    double fs = scale < 1.0 ? 1.0 : scale;
-    double support = 1.0 * fs;
-    int kmax = (int)ceil(support) * 2 + 1;
-    double *pre = malloc(sizeof(double) * (size_t)kmax);
-    *bounds = malloc(sizeof(int) * 2 * (size_t)out);
-    *kk = calloc((size_t)out * (size_t)kmax, sizeof(int32_t));
-    if (!pre || !*bounds || !*kk) {
-        free(pre);
-        return -1;
-    }
-    for (int xx = 0; xx < out; xx++) {
-        double center = (xx + 0.5) * scale;
-        double ww = 0.0, ss = 1.0 / fs;
-        int xmin = (int)(center - support + 0.5);
-        if (xmin < 0)
-            xmin = 0;
-        int xmax = (int)(center + support + 0.5);
-        if (xmax > in)
-            xmax = in;
-        xmax -= xmin;
-        for (int x = 0; x < xmax; x++) {
-            double t = (x + xmin - center + 0.5) * ss;
-            if (t < 0)
-                t = -t;
-            double wv = t < 1.0 ? 1.0 - t : 0.0;
-            pre[x] = wv;
-            ww += wv;
-        }
-        for (int x = 0; x < xmax; x++) {
-            double k = ww != 0.0 ? pre[x] / ww : 0.0;
-            (*kk)[xx * kmax + x] = k < 0 ? (int32_t)(-0.5 + k * (1 << PREC_BITS))
-                                         : (int32_t)(0.5 + k * (1 << PREC_BITS));
-        }
-        (*bounds)[2 * xx] = xmin;
-        (*bounds)[2 * xx + 1] = xmax;
-    }
-    free(pre);
-    *ksize = kmax;
-    return 0;
-}
-
-static uint8_t clip8(int64_t v)
-{
-    v >>= PREC_BITS;
-    return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
-}
-
-void sb_resize_u8(const uint8_t *src, int w, int h, int stride, uint8_t *dst, int ow, int oh, int dstride)
-{
-    /* horizontal pass into tmp (h x ow), then vertical; a pass is skipped when the size is equal */
-    uint8_t *tmp = malloc((size_t)h * (size_t)ow);
-    if (!tmp)
-        return;
-    if (ow == w) {
-        for (int y = 0; y < h; y++)
-            memcpy(tmp + (size_t)y * ow, src + (size_t)y * stride, (size_t)w);
-    } else {
-        int *b = NULL, ks = 0;
-        int32_t *k = NULL;
-        if (coeffs(w, ow, &b, &k, &ks) == 0)
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < ow; x++) {
-                    int64_t acc = 1 << (PREC_BITS - 1);
-                    for (int t = 0; t < b[2 * x + 1]; t++)
-                        acc += (int64_t)src[(size_t)y * stride + b[2 * x] + t] * k[x * ks + t];
-                    tmp[(size_t)y * ow + x] = clip8(acc);
+    memset(out, 0, sizeof *out);
+    *datas = calloc((size_t)(n > 0 ? n : 1), sizeof(void *));
+    if (!*datas)
+        return sb_fail(err, SB_ENOMEM, "out of memory");
+    int cap = 0, rc = SB_OK;
+    for (int mi = 0; mi < n && rc == SB_OK; mi++) {
+        sb_data *d = NULL;
+        rc = sb_data_open(&d, manifests[mi], data_root, NULL, 0, err);
+        if (rc)
+            break;
+        (*datas)[mi] = d;
+        for (int i = 0; i < sb_data_ndatasets(d) && rc == SB_OK; i++) {
+            const sb_dataset_spec *spec = sb_data_dataset(d, i);
+            for (int u = 0; u < out->n; u++)
+                if (strcmp(out->v[u].dataset, spec->name) == 0 && out->v[u].data != d) {
+                    rc = sb_fail(err, SB_EINVAL, "%s: dataset '%s' also appears in another manifest", manifests[mi],
+                                 spec->name);
+                    break;
                 }
-        free(b);
-        free(k);
-    }
-    if (oh == h) {
-        for (int y = 0; y < h; y++)
-            memcpy(dst + (size_t)y * dstride, tmp + (size_t)y * ow, (size_t)ow);
-    } else {
-        int *b = NULL, ks = 0;
-        int32_t *k = NULL;
-        if (coeffs(h, oh, &b, &k, &ks) == 0)
-            for (int y = 0; y < oh; y++)
-                for (int x = 0; x < ow; x++) {
-                    int64_t acc = 1 << (PREC_BITS - 1);
-                    for (int t = 0; t < b[2 * y + 1]; t++)
-                        acc += (int64_t)tmp[(size_t)(b[2 * y] + t) * ow + x] * k[y * ks + t];
-                    dst[(size_t)y * dstride + x] = clip8(acc);
+            for (int c = 0; c < sb_data_ncases(d, i) && rc == SB_OK; c++) {
+                sb_unit *x = units_push(out, &cap);
+                if (!x) {
+                    rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                    break;
                 }
-        free(b);
-        free(k);
-    }
-    free(tmp);
-}
-
-/* ---- keyed box prompt ------------------------------------------------------ */
-void sb_prompt_box(const uint8_t *mask, int S, int jitter, uint64_t seed, const char *dataset,
-                   const char *case_id, int32_t slice, float box[4])
-{
-    int x0 = S, y0 = S, x1 = -1, y1 = -1;
-    for (int y = 0; y < S; y++)
-        for (int x = 0; x < S; x++)
-            if (mask[(size_t)y * S + x]) {
-                if (x < x0)
-                    x0 = x;
-                if (x > x1)
-                    x1 = x;
-                if (y < y0)
-                    y0 = y;
-                if (y > y1)
-                    y1 = y;
+                snprintf(x->dataset, sizeof x->dataset, "%s", spec->name);
+                snprintf(x->task, sizeof x->task, "%s", spec->task);
+                snprintf(x->modality, sizeof x->modality, "%s", spec->modality);
+                snprintf(x->case_id, sizeof x->case_id, "%s", sb_data_case_id(d, i, c));
+                int ns = sb_data_case_nslices(d, i, c);
+                x->nitems = ns > 0 ? ns : 64; /* NIfTI: not known before decoding; an estimate for the schedule */
+                x->data = d;
+                x->data_ds = i;
+                x->data_case = c;
+                x->tolerance_mm = spec->nsd_tolerance;
             }
-    if (x1 < 0) {
-        box[0] = box[1] = 0;
-        box[2] = box[3] = (float)S;
+        }
+    }
+    for (int i = 0; i < out->n; i++)
+        out->v[i].index = i;
+    if (rc == SB_OK && out->n == 0)
+        rc = sb_fail(err, SB_EFORMAT, "%s: no case to evaluate", n ? manifests[0] : "(no manifest)");
+    if (rc != SB_OK) {
+        sb_units_free(out);
+        sb_units_free_data(*datas, n);
+        *datas = NULL;
+    }
+    return rc;
+}
+
+void sb_units_free_data(void **datas, int n)
+{
+    if (!datas)
         return;
-    }
-    /* counter-based: the key mixes (seed, dataset, case, slice); draw i is
-     * splitmix64 of key + i, reduced to [0, jitter] by a multiply-shift.
-     * Order of the draws: x_min, x_max, y_min, y_max (as the published loader). */
-    uint64_t key = seed ^ 0x5bd1e9955bd1e995ULL;
-    uint64_t st = key ^ sb_hash_str(dataset);
-    key = sb_splitmix64(&st);
-    st = key ^ sb_hash_str(case_id);
-    key = sb_splitmix64(&st);
-    st = key ^ (uint64_t)(uint32_t)slice;
-    key = sb_splitmix64(&st);
-    int r[4];
-    for (int i = 0; i < 4; i++) {
-        uint64_t s2 = key + (uint64_t)i;
-        uint64_t u = sb_splitmix64(&s2);
-        r[i] = (int)(((u >> 32) * (uint64_t)(jitter + 1)) >> 32);
-    }
-    int a = x0 - r[0], b2 = x1 + r[1], c = y0 - r[2], d = y1 + r[3];
-    box[0] = (float)(a < 0 ? 0 : a);
-    box[2] = (float)(b2 > S ? S : b2);
-    box[1] = (float)(c < 0 ? 0 : c);
-    box[3] = (float)(d > S ? S : d);
+    for (int i = 0; i < n; i++)
+        sb_data_free(datas[i]);
+    free(datas);
 }

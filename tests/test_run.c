@@ -450,6 +450,59 @@ static void test_report_rerender(void **state)
     free(x);
 }
 
+/* `sambench synth` data: the MedBank folders (np 1 vs 3) and the external manifest through the data
+ * module (MSD NIfTI volumes: 3-D per-case metrics, statistics over cases), np 1 vs 2. */
+static void test_synth_data(void **state)
+{
+    (void)state;
+    char syn[1024], a[1024], b[1024], p[2048];
+    snprintf(syn, sizeof syn, "%s", temp_path("synth"));
+    char *o = NULL;
+    int rc = run_sambench(&o, "synth --out %s --scale tiny", syn);
+    if (rc)
+        fprintf(stderr, "%s\n", o);
+    free(o);
+    assert_int_equal(rc, 0);
+    setenv("SAMBENCH_BOX_SIZE", "256", 1); /* a smaller model grid keeps the test fast */
+    snprintf(a, sizeof a, "%s", temp_path("synth_mb1"));
+    snprintf(b, sizeof b, "%s", temp_path("synth_mb3"));
+    assert_int_equal(sh("%s run --model box --medbank %s/MedBank --out %s --progress 0 >%s.log 2>&1", bin(), syn, a, a), 0);
+    assert_int_equal(sh("mpirun -np 3 --oversubscribe --bind-to none %s run --model box --medbank %s/MedBank --out %s "
+                        "--progress 0 >%s.log 2>&1",
+                        bin(), syn, b, b),
+                     0);
+    assert_same_results(a, b);
+    snprintf(p, sizeof p, "%s/summary.json", a);
+    char *s = slurp(p);
+    assert_non_null(strstr(s, "\"overall\": {\"tasks\": 21,"));
+    free(s);
+    snprintf(a, sizeof a, "%s", temp_path("synth_ext1"));
+    snprintf(b, sizeof b, "%s", temp_path("synth_ext2"));
+    assert_int_equal(sh("%s run --model box --manifest %s/external10.yaml --data-root %s --out %s --progress 0 >%s.log 2>&1",
+                        bin(), syn, syn, a, a),
+                     0);
+    assert_int_equal(sh("mpirun -np 2 --oversubscribe --bind-to none %s run --model box --manifest %s/external10.yaml "
+                        "--data-root %s --out %s --progress 0 >%s.log 2>&1",
+                        bin(), syn, syn, b, b),
+                     0);
+    assert_same_results(a, b);
+    snprintf(p, sizeof p, "%s/summary.json", a);
+    s = slurp(p);
+    assert_non_null(strstr(s, "\"overall\": {\"tasks\": 10,"));
+    /* an MSD task: NIfTI volumes with spacing -> statistics over cases (n = cases < slices) */
+    char *sp = strstr(s, "\"task\": \"Spleen\"");
+    assert_non_null(sp);
+    int slices = 0, cases = 0, failed = 0, n = 0;
+    assert_int_equal(sscanf(strstr(sp, "\"slices\""), "\"slices\": %d, \"cases\": %d, \"failed\": %d, \"dice\": {\"n\": %d",
+                            &slices, &cases, &failed, &n),
+                     4);
+    assert_int_equal(failed, 0);
+    assert_int_equal(n, cases);
+    assert_true(slices > cases);
+    free(s);
+    unsetenv("SAMBENCH_BOX_SIZE");
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--gen") == 0) {
@@ -467,6 +520,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_failing_volume),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_report_rerender),
+        cmocka_unit_test(test_synth_data),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -94,6 +94,8 @@ static sb_rec mk(const char *ds, const char *task, const char *mod, const char *
     /* NSD = (1 + 1) / (2 + 2) = 0.5 when both masks are non-empty */
     r.surf_gt = r.surf_pred = 2;
     r.surf_gt_in = r.surf_pred_in = 1;
+    if (slice < 0) /* 2-D data: no case-level surfaces */
+        r.surf_gt = r.surf_pred = r.surf_gt_in = r.surf_pred_in = NAN;
     return r;
 }
 
@@ -181,6 +183,27 @@ static void test_reducer_macro_pooled_nan(void **state)
     free(a);
     free(b);
     sb_recs_free(&recs);
+    /* a 3-D task (case records with surfaces from the true spacing): statistics over cases */
+    sb_recs r3 = {0};
+    for (int c = 0; c < 2; c++) {
+        char cid[8];
+        snprintf(cid, sizeof cid, "v%d", c);
+        sb_rec *x = sb_recs_push(&r3);
+        *x = mk("V_CT_9", "V", "CT", cid, -1, c ? 1 : 3, 1, 0); /* Dice 6/7 and 2/3 */
+        x->surf_gt = x->surf_pred = 4;
+        x->surf_gt_in = x->surf_pred_in = c ? 1 : 3; /* NSD 0.75 and 0.25 */
+        for (int k = 0; k < 3; k++)
+            *sb_recs_push(&r3) = mk("V_CT_9", "V", "CT", cid, k, 1, 0, 0);
+    }
+    sb_recs_sort(&r3);
+    assert_sb_ok(err, sb_report_write(dir, &r3, NULL, &p, &o, &err));
+    s = slurp(path);
+    snprintf(want, sizeof want, "\"slices\": 6, \"cases\": 2, \"failed\": 0, \"dice\": {\"n\": 2, \"mean\": %.17g,",
+             (6.0 / 7 + 2.0 / 3) / 2);
+    assert_non_null(strstr(s, want));
+    assert_non_null(strstr(s, "\"nsd\": {\"n\": 2, \"mean\": 0.5,"));
+    free(s);
+    sb_recs_free(&r3);
 }
 
 static void test_published_lookup(void **state)
