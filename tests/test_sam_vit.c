@@ -417,6 +417,68 @@ static void test_parity_inferred_config_medsam(void **state)
     run_parity("sam_step0.h5", NULL, SB_FLOW_MEDSAM);
 }
 
+/* ---- sambench replay --flow sam ------------------------------------------ */
+
+static void test_replay_cli(void **state)
+{
+    (void)state;
+    const char *dir = temp_path("replay_sam");
+    char *log = NULL;
+    int rc = run_sambench(&log,
+                          "replay --flow sam --model-config %s --checkpoint %s --output-dir %s %s",
+                          fixture_path("sam_vit_tiny_config.json"), fixture_path("sam_vit_tiny.pth"),
+                          dir, fixture_path("sam_step0.h5"));
+    if (rc != 0)
+        fail_msg("replay exited %d: %s", rc, log ? log : "");
+    free(log);
+    char outp[1024];
+    snprintf(outp, sizeof outp, "%s/sam_step0.h5", dir);
+    sb_error err;
+    sb_h5 *o, *g;
+    assert_sb_ok(err, sb_h5_open(&o, outp, SB_H5_READ, &err));
+    assert_sb_ok(err, sb_h5_open(&g, fixture_path("sam_step0.h5"), SB_H5_READ, &err));
+    const char *names[] = {"encoder/image_embeddings", "prompt_encoder/sparse",
+                           "mask_decoder/low_res_masks", "mask_decoder/iou_pred",
+                           "logits/high_res", "output/binary_mask"};
+    printf("replay --flow sam:\n");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        float *a, *b;
+        int na, nb;
+        int64_t sa[SB_MAX_DIMS], sbs[SB_MAX_DIMS];
+        assert_sb_ok(err, sb_h5_read_f32(o, names[i], &a, &na, sa, &err));
+        assert_sb_ok(err, sb_h5_read_f32(g, names[i], &b, &nb, sbs, &err));
+        assert_int_equal(na, nb);
+        int64_t n = 1;
+        for (int k = 0; k < na; k++) {
+            assert_int_equal(sa[k], sbs[k]);
+            n *= sa[k];
+        }
+        cmp_stats st = compare_f32(names[i], a, b, (size_t)n);
+        /* binary masks: no pixel near the threshold in this fixture (see the parity test) */
+        assert_true(st.max_abs <= 1e-4 * st.max_ref + 1e-6);
+        free(a), free(b);
+    }
+    sb_h5_close(o);
+    sb_h5_close(g);
+
+    /* bad input: a config that does not match the weights -> exit 2, naming the key */
+    rc = run_sambench(&log, "replay --flow sam --model-config configs/models/sam_vit_b.yaml "
+                            "--checkpoint %s --output-dir %s %s",
+                      fixture_path("sam_vit_tiny.pth"), dir, fixture_path("sam_step0.h5"));
+    assert_int_equal(rc, 2);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "encoder_embed_dim"));
+    free(log);
+    /* a SAM2 checkpoint for the sam flow: missing keys, exit 2 */
+    rc = run_sambench(&log, "replay --flow sam --model-config %s --checkpoint %s --output-dir %s %s",
+                      fixture_path("sam_vit_tiny_config.json"), fixture_path("sam2_tiny.pth"), dir,
+                      fixture_path("sam_step0.h5"));
+    assert_int_equal(rc, 2);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "image_encoder."));
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_config_vs_weights),
         cmocka_unit_test(test_parity_fixture_config),
         cmocka_unit_test(test_parity_inferred_config_medsam),
+        cmocka_unit_test(test_replay_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
