@@ -457,6 +457,12 @@ typedef struct sb_bank {
     float *iou;           /* n values (bf16 values exactly) */
     uint64_t payload_bytes; /* bytes of all entry arrays: the resident size of the bank */
     char location[32];    /* device the tensors were pickled from, e.g. "cuda:0" */
+    /* The entry arrays live in one slab (huge pages where offered): never
+     * free an entry array; to replace an entry, overwrite its arrays in
+     * place (same sizes) and move the pointers (MODEL.md 4.3's "remove n*,
+     * append" is a rotation of the three pointer arrays and iou[]). */
+    void *slab;
+    uint64_t slab_bytes;
 } sb_bank;
 int sb_bank_load(sb_bank **out, const char *path, sb_error *err);
 /* Structure only (for inspect): shapes, dtypes, location and iou[] are
@@ -465,6 +471,10 @@ int sb_bank_inspect(sb_bank **out, const char *path, sb_error *err);
 void sb_bank_free(sb_bank *b);
 /* Converts n elements of a payload array (dtype SB_DT_BF16 or SB_DT_F32) to float32. */
 void sb_bank_to_f32(const void *payload, int dtype, int64_t n, float *out);
+/* bfloat16 <-> float32: exact widening; narrowing rounds to nearest even as
+ * torch's .to(torch.bfloat16) does (MODEL.md 4.3), NaN stays NaN. */
+float sb_bf16_to_f32(uint16_t h);
+uint16_t sb_f32_to_bf16(float f);
 /* Streaming writer of the same format (location e.g. "cuda:0"); payloads
  * are given in their dtype (uint16_t bf16 bits or float). iou_dtype is
  * SB_DT_F32 or SB_DT_BF16. */

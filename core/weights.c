@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@ typedef struct {
     int64_t shape[SB_MAX_DIMS];
     int64_t numel;
     float *data;
+    int owned; /* data is its own allocation (else inside w->block) */
 } wtensor;
 
 struct sb_weights {
@@ -30,7 +32,43 @@ struct sb_weights {
     size_t *hash; /* open addressing: index+1, 0 = empty */
     size_t hcap;
     char *initialised;
+    void *block; /* one mapping holding the loaded tensors */
+    size_t block_bytes;
 };
+
+/* One anonymous mapping for all tensors of a file: page faults dominate a
+ * load from the page cache, and transparent huge pages (where the system
+ * offers them on request) cut their number by 512. Tensors start on 64-byte
+ * boundaries. */
+static void *block_alloc(size_t bytes)
+{
+    if (bytes < (4u << 20))
+        return malloc(bytes ? bytes : 1);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void block_free(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    if (bytes < (4u << 20))
+        free(p);
+    else
+        munmap(p, bytes);
+}
+
+float *weights_block(sb_weights *w, size_t bytes)
+{
+    w->block = block_alloc(bytes);
+    w->block_bytes = bytes;
+    return w->block;
+}
 
 /* ---- table ------------------------------------------------------------ */
 static uint64_t hash_str(const char *s)
@@ -86,18 +124,30 @@ sb_weights *weights_new(const char *path, int fmt)
 }
 
 /* Takes ownership of data (freed on failure too). */
+static int in_block(const sb_weights *w, const void *p)
+{
+    return w->block && (const char *)p >= (const char *)w->block &&
+           (const char *)p < (const char *)w->block + w->block_bytes;
+}
+
+static void drop(const sb_weights *w, float *data)
+{
+    if (!in_block(w, data))
+        free(data);
+}
+
 int weights_add(sb_weights *w, const char *name, int dtype, int ndim, const int64_t *shape, float *data,
                 sb_error *err)
 {
     if (find(w, name) >= 0) {
-        free(data);
+        drop(w, data);
         return sb_fail(err, SB_EFORMAT, "%s: key '%s' appears twice", w->path, name);
     }
     if (w->n == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 64;
         wtensor *t = realloc(w->t, cap * sizeof *t);
         if (!t) {
-            free(data);
+            drop(w, data);
             return sb_fail(err, SB_ENOMEM, "%s: out of memory", w->path);
         }
         w->t = t;
@@ -106,7 +156,7 @@ int weights_add(sb_weights *w, const char *name, int dtype, int ndim, const int6
     wtensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
     if (!(t->name = strdup(name))) {
-        free(data);
+        drop(w, data);
         return sb_fail(err, SB_ENOMEM, "%s: out of memory", w->path);
     }
     t->dtype = dtype;
@@ -117,6 +167,7 @@ int weights_add(sb_weights *w, const char *name, int dtype, int ndim, const int6
         t->numel *= shape[d];
     }
     t->data = data;
+    t->owned = !in_block(w, data);
     w->n++;
     if (2 * w->n + 2 > w->hcap && rehash(w))
         return sb_fail(err, SB_ENOMEM, "%s: out of memory", w->path);
@@ -135,8 +186,10 @@ void sb_weights_free(sb_weights *w)
         return;
     for (size_t i = 0; i < w->n; i++) {
         free(w->t[i].name);
-        free(w->t[i].data);
+        if (w->t[i].owned)
+            free(w->t[i].data);
     }
+    block_free(w->block, w->block_bytes);
     free(w->t);
     free(w->hash);
     free(w->initialised);
@@ -222,24 +275,32 @@ static int load_torch(sb_weights *w, torchfile *tf, const sb_weights_opts *o, sb
     uint64_t budget = 16 * tf->file_size + (1u << 20), used = 0;
     const char *strip = o && o->strip_prefix ? o->strip_prefix : "";
     size_t sl = strlen(strip);
+    /* sizes first (checked against the file), then one block for all */
+    for (size_t i = 0; i + 1 < sd->n; i += 2) {
+        pv *t = sd->items[i + 1];
+        int64_t count, lo, hi;
+        if ((rc = tensor_check(t, &count, &lo, &hi, err)))
+            return sb_error_prefix(err, "%s: tensor '%s'", tf->path, sd->items[i]->s);
+        used += ((uint64_t)count * 4 + 63) / 64 * 64;
+        if (used > budget)
+            return sb_fail(err, SB_EFORMAT, "%s: tensors reference far more data than the file holds", tf->path);
+    }
+    char *block = (char *)weights_block(w, (size_t)used);
+    if (!block && used)
+        return sb_fail(err, SB_ENOMEM, "%s: out of memory (%llu bytes for the tensors)", tf->path,
+                       (unsigned long long)used);
+    size_t at = 0;
     for (size_t i = 0; i + 1 < sd->n; i += 2) {
         const char *name = sd->items[i]->s;
         pv *t = sd->items[i + 1];
         if (sl && strncmp(name, strip, sl) == 0)
             name += sl;
         int64_t count, lo, hi;
-        if ((rc = tensor_check(t, &count, &lo, &hi, err)))
+        tensor_check(t, &count, &lo, &hi, err);
+        float *data = (float *)(block + at);
+        at += ((size_t)count * 4 + 63) / 64 * 64;
+        if ((rc = torchfile_tensor_f32(tf, t, data, err)))
             return sb_error_prefix(err, "%s: tensor '%s'", tf->path, name);
-        used += (uint64_t)count * 4;
-        if (used > budget)
-            return sb_fail(err, SB_EFORMAT, "%s: tensors reference far more data than the file holds", tf->path);
-        float *data = malloc(count ? (size_t)count * 4 : 4);
-        if (!data)
-            return sb_fail(err, SB_ENOMEM, "%s: out of memory for tensor '%s'", tf->path, name);
-        if ((rc = torchfile_tensor_f32(tf, t, data, err))) {
-            free(data);
-            return sb_error_prefix(err, "%s: tensor '%s'", tf->path, name);
-        }
         if ((rc = weights_add(w, name, t->dtype, t->ndim, t->shape, data, err)))
             return rc;
     }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static const char *slot_name[4] = {"maskmem_features", "maskmem_pos_enc", "iou", "backbone_features"};
 
@@ -36,13 +37,11 @@ void sb_bank_free(sb_bank *b)
 {
     if (!b)
         return;
-    for (int64_t i = 0; i < b->n; i++) {
-        if (b->maskmem)
-            free(b->maskmem[i]);
-        if (b->pos)
-            free(b->pos[i]);
-        if (b->feat)
-            free(b->feat[i]);
+    if (b->slab) {
+        if (b->slab_bytes >= (4u << 20))
+            munmap(b->slab, (size_t)b->slab_bytes);
+        else
+            free(b->slab);
     }
     free(b->maskmem);
     free(b->pos);
@@ -173,7 +172,31 @@ static int bank_build(torchfile *tf, int with_payload, sb_bank **out, sb_error *
             return sb_fail(err, SB_ENOMEM, "out of memory");
         }
         b->payload_bytes = payload;
+        /* one slab, 64-byte aligned arrays */
+        uint64_t slab = 0;
+        for (int k = 0; k < 3; k++)
+            slab += ((k < 2 ? (uint64_t)mem_n : (uint64_t)b->feat_len) *
+                         (uint64_t)sb_dtype_size(k == 0 ? b->mem_dtype : k == 1 ? b->pos_dtype : b->feat_dtype) +
+                     63) / 64 * 64;
+        slab *= (uint64_t)b->n;
+        if (slab >= (4u << 20)) {
+            void *p = mmap(NULL, (size_t)slab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p != MAP_FAILED) {
+#ifdef MADV_HUGEPAGE
+                madvise(p, (size_t)slab, MADV_HUGEPAGE);
+#endif
+                b->slab = p;
+            }
+        } else
+            b->slab = malloc(slab ? (size_t)slab : 1);
+        if (!b->slab) {
+            sb_bank_free(b);
+            return sb_fail(err, SB_ENOMEM, "%s: out of memory (%llu bytes for the bank)", tf->path,
+                           (unsigned long long)slab);
+        }
+        b->slab_bytes = slab;
     }
+    uint64_t at = 0;
     /* pass 2: payload, entry by entry */
     for (int64_t i = 0; i < b->n && rc == SB_OK; i++) {
         pv *en = root->items[i];
@@ -190,11 +213,8 @@ static int bank_build(torchfile *tf, int with_payload, sb_bank **out, sb_error *
         int dts[3] = {b->mem_dtype, b->pos_dtype, b->feat_dtype};
         int64_t cnt[3] = {mem_n, mem_n, b->feat_len};
         for (int k = 0; k < 3 && rc == SB_OK; k++) {
-            *dst[k] = malloc((size_t)cnt[k] * (size_t)sb_dtype_size(dts[k]));
-            if (!*dst[k]) {
-                rc = sb_fail(err, SB_ENOMEM, "%s: out of memory at bank entry %lld", tf->path, (long long)i);
-                break;
-            }
+            *dst[k] = (char *)b->slab + at;
+            at += ((uint64_t)cnt[k] * (uint64_t)sb_dtype_size(dts[k]) + 63) / 64 * 64;
             rc = read_slot(tf, en->items[slot[k]], dts[k], *dst[k], err);
             if (rc)
                 sb_error_prefix(err, "%s: bank entry %lld: %s", tf->path, (long long)i, slot_name[slot[k]]);

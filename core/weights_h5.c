@@ -125,7 +125,12 @@ typedef struct {
     sb_error *err;
     int rc;
     uint64_t file_size, used;
+    int sizing;   /* first pass: only sum the sizes */
+    char *block;  /* second pass: tensors go here */
+    uint64_t at;
 } iter_ctx;
+
+float *weights_block(sb_weights *w, size_t bytes);
 
 static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *arg)
 {
@@ -169,17 +174,23 @@ static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *arg
     /* storage really in the file, so no allocation is sized by a bare header */
     uint64_t stored = H5Dget_storage_size(ds);
     uint64_t want = numel * H5Tget_size(ft);
-    c->used += numel * 4;
+    if (c->sizing)
+        c->used += (numel * 4 + 63) / 64 * 64;
     if (want > 1032 * stored + 4096 || c->used > 16 * c->file_size + (1u << 20)) {
         c->rc = sb_fail(c->err, SB_EFORMAT, "%s: dataset '%s' declares %llu elements but stores %llu bytes", c->path,
                         name, (unsigned long long)numel, (unsigned long long)stored);
         goto done;
     }
-    data = malloc(numel ? numel * 4 : 4);
-    if (!data) {
-        c->rc = sb_fail(c->err, SB_ENOMEM, "%s: out of memory for '%s'", c->path, name);
+    if (c->sizing) {
+        c->at += (numel * 4 + 63) / 64 * 64;
         goto done;
     }
+    if (c->at + numel * 4 > c->used) { /* the file changed between the passes */
+        c->rc = sb_fail(c->err, SB_EFORMAT, "%s: dataset '%s' changed while reading", c->path, name);
+        goto done;
+    }
+    data = (float *)(c->block + c->at);
+    c->at += (numel * 4 + 63) / 64 * 64;
     if (numel && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
         c->rc = sb_fail(c->err, SB_EFORMAT, "%s: cannot read dataset '%s' (corrupt file?)", c->path, name);
         goto done;
@@ -188,9 +199,7 @@ static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *arg
     get_str_attr(ds, "dtype", dts, sizeof dts);
     int dt = dts[0] ? sb_dtype_from_torch_name(dts) : SB_DT_F32;
     c->rc = weights_add(c->w, name, dt >= 0 ? dt : SB_DT_F32, nd, shape, data, c->err);
-    data = NULL;
 done:
-    free(data);
     H5Tclose(ft);
     H5Sclose(sp);
     H5Dclose(ds);
@@ -216,7 +225,7 @@ int weights_load_h5(sb_weights *w, const char *path, sb_error *err)
         return sb_fail(err, SB_EFORMAT, "%s: an HDF5 file but not sambench-h5 weights (no sambench_format=%s)", path,
                        SB_H5_FORMAT);
     }
-    iter_ctx c = {w, path, err, SB_OK, 0, 0};
+    iter_ctx c = {w, path, err, SB_OK, 0, 0, 0, NULL, 0};
     hsize_t fsz = 0;
     H5Fget_filesize(f, &fsz);
     c.file_size = fsz;
@@ -225,7 +234,18 @@ int weights_load_h5(sb_weights *w, const char *path, sb_error *err)
     H5_index_t by = H5Literate(f, H5_INDEX_CRT_ORDER, H5_ITER_INC, &idx, count_links, NULL) >= 0 ? H5_INDEX_CRT_ORDER
                                                                                                   : H5_INDEX_NAME;
     idx = 0;
+    c.sizing = 1;
     herr_t e = H5Literate(f, by, H5_ITER_INC, &idx, visit, &c);
+    if (e >= 0 && c.rc == SB_OK) {
+        c.block = (char *)weights_block(w, (size_t)c.used);
+        if (!c.block && c.used)
+            c.rc = sb_fail(err, SB_ENOMEM, "%s: out of memory (%llu bytes)", path, (unsigned long long)c.used);
+        c.sizing = 0;
+        c.at = 0;
+        idx = 0;
+        if (c.rc == SB_OK)
+            e = H5Literate(f, by, H5_ITER_INC, &idx, visit, &c);
+    }
     H5Fclose(f);
     if (c.rc)
         return c.rc;

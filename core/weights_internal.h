@@ -46,8 +46,6 @@ int sb_dtype_from_torch_name(const char *name);
 const char *sb_dtype_storage_name(int dtype); /* "FloatStorage" */
 /* Converts n elements of dtype at src (little endian) to float32. */
 void sb_convert_to_f32(int dtype, const void *src, float *dst, size_t n);
-float sb_bf16_to_f32(uint16_t h);
-uint16_t sb_f32_to_bf16(float f); /* round to nearest even, NaN kept */
 
 /* ---- pickle values ----------------------------------------------------- */
 enum pv_kind {

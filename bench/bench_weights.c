@@ -1,0 +1,357 @@
+/*
+ * make bench: weights loading.
+ *  1. A full-size SAMed-2 checkpoint written by init-random (torch zip,
+ *     740 tensors, 234 MB): sb_weights_load time vs the time to read the
+ *     file's bytes from the page cache into a fresh buffer (goal < 2x);
+ *     the same for its sambench-h5 conversion.
+ *  2. A synthetic memory bank in the real pickle format (N entries, default
+ *     640, of [maskmem (1,64,64,64) bf16, pos enc bf16, iou bf16, backbone
+ *     features (1048576) bf16]: all-bf16, 3 MiB per entry): peak RSS of
+ *     sb_bank_load in a fresh process (re-executed, so nothing of this
+ *     process is counted) vs the bf16 payload (goal < 1.2x).
+ * Times are the best of REPS runs, each in a fresh process (re-executed) so
+ * the read and the load pay the same page faults; wall clock and process CPU
+ * time (the machine is shared: CPU time is the steadier figure). Temporary files go to
+ * a mkdtemp folder under TMPDIR (or /tmp) and are removed.
+ *
+ *   bench_weights                  (SAMBENCH_BENCH_BANK_N=640, SAMBENCH_BENCH_REPS=3)
+ */
+#include "../core/sambench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double wall(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static long maxrss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Peak resident set of this process image (VmHWM: reset by exec, unlike
+ * getrusage's ru_maxrss, which Linux carries across fork and exec). */
+static long vm_hwm_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb >= 0 ? kb : maxrss_kb();
+}
+
+/* read(2) of the whole file into a freshly allocated buffer */
+static int read_file_fresh(const char *path, size_t *bytes)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    fstat(fd, &st);
+    size_t n = (size_t)st.st_size, off = 0;
+    char *b = malloc(n);
+    while (b && off < n) {
+        ssize_t r = read(fd, b + off, n - off > (1 << 24) ? (1 << 24) : n - off);
+        if (r <= 0)
+            break;
+        off += (size_t)r;
+    }
+    close(fd);
+    volatile char sink = b ? b[n / 2] : 0;
+    (void)sink;
+    free(b);
+    *bytes = off;
+    return off == n ? 0 : -1;
+}
+
+/* read(2) into an anonymous mapping advised for huge pages (what the loader
+ * does with its tensor block): the fastest plain read of the file */
+static int read_file_huge(const char *path, size_t *bytes)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    fstat(fd, &st);
+    size_t n = (size_t)st.st_size, off = 0;
+    char *b = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED) {
+        close(fd);
+        return -1;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(b, n, MADV_HUGEPAGE);
+#endif
+    while (off < n) {
+        ssize_t r = read(fd, b + off, n - off > (1 << 24) ? (1 << 24) : n - off);
+        if (r <= 0)
+            break;
+        off += (size_t)r;
+    }
+    close(fd);
+    munmap(b, n);
+    *bytes = off;
+    return off == n ? 0 : -1;
+}
+
+/* The child: load the bank, print "payload_bytes maxrss_kb base_kb seconds". */
+static int bank_child(const char *path)
+{
+    long base = vm_hwm_kb();
+    sb_error err;
+    sb_bank *b;
+    double t0 = wall();
+    if (sb_bank_load(&b, path, &err)) {
+        fprintf(stderr, "bench_weights: %s\n", err.msg);
+        return 1;
+    }
+    double t = wall() - t0;
+    printf("%llu %ld %ld %.3f %lld\n", (unsigned long long)b->payload_bytes, vm_hwm_kb(), base, t, (long long)b->n);
+    sb_bank_free(b);
+    return 0;
+}
+
+static uint64_t rng(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The child: one read or one load of path; prints "wall cpu". */
+static int time_child(const char *what, const char *path)
+{
+    double w0 = wall(), c0 = cpu();
+    if (strcmp(what, "--read-child") == 0 || strcmp(what, "--read-huge-child") == 0) {
+        size_t bytes;
+        if ((what[7] == 'h' ? read_file_huge : read_file_fresh)(path, &bytes))
+            return 1;
+    } else {
+        sb_error err;
+        sb_weights *w;
+        if (sb_weights_load(&w, path, &err)) {
+            fprintf(stderr, "bench_weights: %s\n", err.msg);
+            return 1;
+        }
+        volatile float sink = sb_weights_count(w) ? 0.0f : 1.0f;
+        (void)sink;
+        printf("%.6f %.6f\n", wall() - w0, cpu() - c0);
+        sb_weights_free(w);
+        return 0;
+    }
+    printf("%.6f %.6f\n", wall() - w0, cpu() - c0);
+    return 0;
+}
+
+/* Runs "/proc/self/exe MODE PATH" and returns its first output line. */
+static int run_child(const char *argv0, const char *mode, const char *path, char *line, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/proc/self/exe", argv0, mode, path, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    line[0] = '\0';
+    FILE *pf = fdopen(fds[0], "r");
+    if (!pf || !fgets(line, (int)cap, pf))
+        line[0] = '\0';
+    if (pf)
+        fclose(pf);
+    int wst = 0;
+    waitpid(pid, &wst, 0);
+    return WIFEXITED(wst) && WEXITSTATUS(wst) == 0 && line[0] ? 0 : -1;
+}
+
+/* best (min) wall and CPU time of reps fresh-process runs of mode */
+static int best_of(const char *argv0, const char *mode, const char *path, int reps, double *w, double *c)
+{
+    *w = *c = 1e30;
+    for (int r = 0; r < reps; r++) {
+        char line[256];
+        double a, b;
+        if (run_child(argv0, mode, path, line, sizeof line) || sscanf(line, "%lf %lf", &a, &b) != 2)
+            return -1;
+        *w = a < *w ? a : *w;
+        *c = b < *c ? b : *c;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--bank-child") == 0)
+        return bank_child(argv[2]);
+    if (argc == 3 && (strcmp(argv[1], "--read-child") == 0 || strcmp(argv[1], "--load-child") == 0 ||
+                      strcmp(argv[1], "--read-huge-child") == 0))
+        return time_child(argv[1], argv[2]);
+    int reps = getenv("SAMBENCH_BENCH_REPS") ? atoi(getenv("SAMBENCH_BENCH_REPS")) : 3;
+    long bank_n = getenv("SAMBENCH_BENCH_BANK_N") ? atol(getenv("SAMBENCH_BENCH_BANK_N")) : 640;
+    if (reps < 1)
+        reps = 1;
+    if (bank_n < 1)
+        bank_n = 1;
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/sambench_bench_weights_XXXXXX", tmp);
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "bench_weights: mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+    char pth[4200], h5[4200], pkl[4200];
+    snprintf(pth, sizeof pth, "%s/samed2_random.pth", dir);
+    snprintf(h5, sizeof h5, "%s/samed2_random.h5", dir);
+    snprintf(pkl, sizeof pkl, "%s/memory_bank_list_%ld.pkl", dir, bank_n);
+    sb_error err;
+    int status = 0;
+
+    /* ---- 1. checkpoint ---- */
+    double t0 = wall();
+    if (sb_weights_init_random(pth, "samed2", 1, &err)) {
+        fprintf(stderr, "bench_weights: %s\n", err.msg);
+        status = 1;
+        goto cleanup;
+    }
+    double t_write = wall() - t0;
+    struct stat st;
+    stat(pth, &st);
+    double mb = (double)st.st_size / 1e6;
+    size_t bytes;
+    read_file_fresh(pth, &bytes); /* warm the page cache */
+    double rd_w, rd_c, ld_w, ld_c, h5_w = 0, h5_c = 0, rd5_w = 0, rd5_c = 0, rh_w = 0, rh_c = 0;
+    /* every read and load runs in a fresh process: both pay the same page faults */
+    if (best_of(argv[0], "--read-child", pth, reps, &rd_w, &rd_c) ||
+        best_of(argv[0], "--load-child", pth, reps, &ld_w, &ld_c) ||
+        best_of(argv[0], "--read-huge-child", pth, reps, &rh_w, &rh_c)) {
+        fprintf(stderr, "bench_weights: a timing child failed\n");
+        status = 1;
+        goto cleanup;
+    }
+    {
+        sb_weights *w;
+        if (sb_weights_load(&w, pth, &err) || sb_weights_save_h5(w, h5, "samed2_random.pth", "", &err)) {
+            fprintf(stderr, "bench_weights: %s\n", err.msg);
+            status = 1;
+            goto cleanup;
+        }
+        sb_weights_free(w);
+    }
+    struct stat st5;
+    stat(h5, &st5);
+    read_file_fresh(h5, &bytes);
+    if (best_of(argv[0], "--read-child", h5, reps, &rd5_w, &rd5_c) ||
+        best_of(argv[0], "--load-child", h5, reps, &h5_w, &h5_c)) {
+        fprintf(stderr, "bench_weights: a timing child failed\n");
+        status = 1;
+    }
+    remove(h5);
+
+    /* ---- 2. memory bank ---- */
+    const int64_t C = 64, H = 64, W = 64, L = 256 * 64 * 64;
+    int64_t mem_n = C * H * W;
+    uint16_t *mem = malloc((size_t)mem_n * 2), *pos = malloc((size_t)mem_n * 2), *feat = malloc((size_t)L * 2);
+    uint64_t s = 7;
+    for (int64_t i = 0; i < mem_n; i++) {
+        mem[i] = sb_f32_to_bf16((float)((int64_t)(rng(&s) >> 41) - (1 << 22)) / (float)(1 << 22));
+        pos[i] = sb_f32_to_bf16((float)(i % 64) / 64.0f);
+    }
+    for (int64_t i = 0; i < L; i++)
+        feat[i] = sb_f32_to_bf16((float)((int64_t)(rng(&s) >> 41) - (1 << 22)) / (float)(1 << 23));
+    sb_bank_writer *bw;
+    t0 = wall();
+    int rc = sb_bank_writer_open(&bw, pkl, "cuda:0", &err);
+    for (long e = 0; rc == SB_OK && e < bank_n; e++) {
+        mem[e % mem_n] ^= 1; /* entries differ */
+        feat[e % L] ^= 1;
+        rc = sb_bank_writer_add(bw, C, H, W, SB_DT_BF16, mem, pos, SB_DT_BF16, 0.5f + 0.4f * (float)e / (float)bank_n,
+                                L, SB_DT_BF16, feat, &err);
+    }
+    if (rc == SB_OK)
+        rc = sb_bank_writer_close(bw, &err);
+    double t_bank_write = wall() - t0;
+    free(mem);
+    free(pos);
+    free(feat);
+    if (rc) {
+        fprintf(stderr, "bench_weights: %s\n", err.msg);
+        status = 1;
+        goto cleanup;
+    }
+    struct stat stb;
+    stat(pkl, &stb);
+    /* fresh process: /proc/self/exe --bank-child FILE */
+    char line[256] = "";
+    run_child(argv[0], "--bank-child", pkl, line, sizeof line);
+    unsigned long long payload = 0;
+    long peak_kb = 0, base_kb = 0;
+    double t_bank = 0;
+    long long n_loaded = 0;
+    if (sscanf(line, "%llu %ld %ld %lf %lld", &payload, &peak_kb, &base_kb, &t_bank, &n_loaded) != 5) {
+        fprintf(stderr, "bench_weights: the bank child failed\n");
+        status = 1;
+        goto cleanup;
+    }
+    double peak = (double)peak_kb * 1024.0;
+    double ratio_rss = peak / (double)payload;
+
+    printf("bench_weights: SAMed-2 checkpoint (init-random, %.1f MB, written in %.2f s) and a %ld-entry memory bank "
+           "(%.0f MB file, written in %.1f s); best of %d\n\n",
+           mb, t_write, bank_n, (double)stb.st_size / 1e6, t_bank_write, reps);
+    printf("| measure | value | baseline | ratio | goal |\n|---|---|---|---|---|\n");
+    printf("| torch zip load, wall | %.3f s (%.0f MB/s) | read into a fresh buffer %.3f s | %.2fx | < 2x %s |\n", ld_w,
+           mb / ld_w, rd_w, ld_w / rd_w, ld_w / rd_w < 2 ? "ok" : "MISSED");
+    printf("| torch zip load, CPU | %.3f s | %.3f s | %.2fx | < 2x %s |\n", ld_c, rd_c, ld_c / rd_c,
+           ld_c / rd_c < 2 ? "ok" : "MISSED");
+    printf("| torch zip load vs the fastest read, wall | %.3f s | read into a huge-page mapping %.3f s | %.2fx | |\n",
+           ld_w, rh_w, ld_w / rh_w);
+    printf("| torch zip load vs the fastest read, CPU | %.3f s | %.3f s | %.2fx | |\n", ld_c, rh_c, ld_c / rh_c);
+    printf("| sambench-h5 load, wall | %.3f s (%.0f MB/s) | read into a fresh buffer %.3f s | %.2fx | (as fast as the disk) |\n",
+           h5_w, (double)st5.st_size / 1e6 / h5_w, rd5_w, h5_w / rd5_w);
+    printf("| sambench-h5 load, CPU | %.3f s | %.3f s | %.2fx | |\n", h5_c, rd5_c, h5_c / rd5_c);
+    printf("| bank load peak RSS (fresh process) | %.1f MiB | bf16 payload %.1f MiB | %.3fx | < 1.2x %s |\n",
+           peak / 1048576.0, (double)payload / 1048576.0, ratio_rss, ratio_rss < 1.2 ? "ok" : "MISSED");
+    printf("| bank load time | %.2f s (%.0f MB/s) | | | |\n", t_bank, (double)stb.st_size / 1e6 / t_bank);
+    printf("| peak RSS of that process before the load | %.1f MiB | | | |\n", (double)base_kb / 1024.0);
+    printf("\nresident size of the loaded %lld-entry bank: %.1f MiB (bf16 kept; all-float32 would be %.1f MiB)\n",
+           n_loaded, (double)payload / 1048576.0, ((double)payload - 4.0 * (double)n_loaded) * 2 / 1048576.0 +
+           4.0 * (double)n_loaded / 1048576.0);
+cleanup:
+    remove(pth);
+    remove(h5);
+    remove(pkl);
+    rmdir(dir);
+    return status;
+}
