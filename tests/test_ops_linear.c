@@ -247,9 +247,10 @@ static void test_sigmoid_relu_add(void **state)
     sb_sigmoid(ctx, y, (int64_t)n);
     for (size_t i = 0; i < n; i++)
         ref[i] = 1.0 / (1.0 + exp(-(double)x[i]));
-    /* exp is within 2e-7 relative (about 1.7 ulp, see core/vecmath.h); one
-     * division and one addition add 1.2e-7: 4e-7 relative for all x whose
-     * result is a normal float; the absolute term covers e^-200 -> 0. */
+    /* exp is within 7.9e-8 relative (measured over every float, see
+     * core/vecmath.h; 2e-7 is the budget the models' 1e-4 parity allows);
+     * one division and one addition add 1.2e-7: 4e-7 relative for all x
+     * whose result is a normal float; the absolute term covers e^-200 -> 0. */
     assert_true(elementwise_check("sigmoid", x, y, ref, n, 4e-7, 0, 1e-37) <= 1.0);
     assert_true(y[1] == 0.0f && y[2] == 1.0f && y[0] == 0.5f);
 
