@@ -406,6 +406,30 @@ int sb_data_list_msd(sb_data *d, dset *s, const char *folder)
 }
 
 /* ---- intensity ---------------------------------------------------------- */
+/*
+ * Compiled without FMA contraction: the reference (numpy) rounds every
+ * multiply and add separately.
+ */
+#pragma GCC push_options
+#pragma GCC target("no-fma")
+#pragma GCC optimize("fp-contract=off")
+
+/* Voxel values: an array, or a NIfTI channel with scl_slope/scl_inter. */
+typedef struct {
+    const double *arr;
+    const sb_nifti *im;
+    int64_t off;
+    double slope, inter;
+    int scale;
+} vsrc;
+
+static inline double vget(const vsrc *s, int64_t i)
+{
+    if (s->arr)
+        return s->arr[i];
+    double r = sb_nifti_get(s->im, s->off + i);
+    return s->scale ? r * s->slope + s->inter : r;
+}
 
 static void swap_d(double *a, double *b)
 {
@@ -414,7 +438,7 @@ static void swap_d(double *a, double *b)
     *b = t;
 }
 
-/* k-th smallest of v[0..n) (reorders v). */
+/* k-th smallest of v[0..n) (reorders v; afterwards every v[i > k] >= v[k]). */
 static double select_kth(double *v, int64_t n, int64_t k)
 {
     int64_t lo = 0, hi = n - 1;
@@ -443,8 +467,7 @@ static double select_kth(double *v, int64_t n, int64_t k)
 }
 
 /* numpy.percentile(..., method='linear') of v[0..n) (reorders v). */
-__attribute__((noinline, target("no-fma"), optimize("fp-contract=off"))) static double
-percentile(double *v, int64_t n, double q)
+static double percentile(double *v, int64_t n, double q)
 {
     double pos = q / 100.0 * (double)(n - 1);
     int64_t lo = (int64_t)floor(pos);
@@ -456,67 +479,85 @@ percentile(double *v, int64_t n, double q)
     double a = select_kth(v, n, lo);
     if (lo + 1 >= n || t == 0.0)
         return a;
-    double b = v[lo + 1]; /* after selection, the right part holds values >= a: take its minimum */
+    double b = v[lo + 1]; /* the right part holds values >= a: its minimum is the next order statistic */
     for (int64_t i = lo + 1; i < n; i++)
         if (v[i] < b)
             b = v[i];
     double diff = b - a;
-    return t >= 0.5 ? b - diff * (1.0 - t) : a + diff * t;
+    return t >= 0.5 ? b - diff * (1.0 - t) : a + diff * t; /* numpy's _lerp */
 }
 
-__attribute__((noinline, target("no-fma"), optimize("fp-contract=off"))) void
-sb_intensity_to_u8(const sb_dataset_spec *spec, const double *x, int64_t n, uint8_t *out)
+typedef struct {
+    int rule;
+    double lo, hi, mn, range;
+} iplan;
+
+/* The rule's constants for the n voxels of src; -1 when out of memory. */
+static int plan_make(const sb_dataset_spec *spec, const vsrc *src, int64_t n, iplan *p)
 {
-    if (spec->intensity == SB_INTENSITY_NONE) {
-        for (int64_t i = 0; i < n; i++) {
-            double v = x[i];
-            out[i] = !(v > 0) ? 0 : v >= 255 ? 255 : (uint8_t)v;
-        }
-        return;
-    }
-    double lo, hi;
-    if (spec->intensity == SB_INTENSITY_CT_WINDOW) {
-        lo = spec->window_level - spec->window_width / 2.0;
-        hi = spec->window_level + spec->window_width / 2.0;
+    p->rule = spec->intensity;
+    p->lo = p->hi = p->mn = p->range = 0;
+    if (p->rule == SB_INTENSITY_NONE)
+        return 0;
+    if (p->rule == SB_INTENSITY_CT_WINDOW) {
+        p->lo = spec->window_level - spec->window_width / 2.0;
+        p->hi = spec->window_level + spec->window_width / 2.0;
     } else {
         int64_t m = 0;
         for (int64_t i = 0; i < n; i++)
-            m += x[i] > 0;
-        if (m == 0) {
-            memset(out, 0, (size_t)n);
-            return;
-        }
+            m += vget(src, i) > 0;
+        if (m == 0)
+            return 0; /* nothing positive: all zeros */
         double *pos = malloc(sizeof(double) * (size_t)m);
-        if (!pos) {
-            memset(out, 0, (size_t)n);
-            return;
-        }
+        if (!pos)
+            return -1;
         int64_t k = 0;
-        for (int64_t i = 0; i < n; i++)
-            if (x[i] > 0)
-                pos[k++] = x[i];
-        lo = percentile(pos, m, spec->pct_lo);
-        hi = percentile(pos, m, spec->pct_hi);
+        for (int64_t i = 0; i < n; i++) {
+            double x = vget(src, i);
+            if (x > 0)
+                pos[k++] = x;
+        }
+        p->lo = percentile(pos, m, spec->pct_lo);
+        p->hi = percentile(pos, m, spec->pct_hi);
         free(pos);
     }
+    /* min and max of the clipped volume (clipping is monotonic: clip the raw extremes) */
     double mn = INFINITY, mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) {
-        double v = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
-        if (isnan(x[i]))
-            v = lo;
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
+        double x = vget(src, i);
+        if (isnan(x))
+            x = p->lo;
+        mn = x < mn ? x : mn;
+        mx = x > mx ? x : mx;
     }
-    const double range = mx - mn;
-    for (int64_t i = 0; i < n; i++) {
-        double v = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
-        if (isnan(x[i]))
-            v = lo;
-        double y = range > 0 ? (v - mn) / range * 255.0 : 0.0;
-        out[i] = y <= 0 ? 0 : y >= 255 ? 255 : (uint8_t)y;
-        if (spec->intensity == SB_INTENSITY_PERCENTILE && x[i] == 0)
-            out[i] = 0;
+    mn = mn < p->lo ? p->lo : mn > p->hi ? p->hi : mn;
+    mx = mx < p->lo ? p->lo : mx > p->hi ? p->hi : mx;
+    p->mn = mn;
+    p->range = mx - mn;
+    return 0;
+}
+
+static inline uint8_t plan_map(const iplan *p, double x)
+{
+    if (p->rule == SB_INTENSITY_NONE)
+        return !(x > 0) ? 0 : x >= 255 ? 255 : (uint8_t)x;
+    if (p->rule == SB_INTENSITY_PERCENTILE && (x == 0 || p->range == 0))
+        return 0;
+    double v = isnan(x) ? p->lo : x < p->lo ? p->lo : x > p->hi ? p->hi : x;
+    double y = p->range > 0 ? (v - p->mn) / p->range * 255.0 : 0.0;
+    return y <= 0 ? 0 : y >= 255 ? 255 : (uint8_t)y;
+}
+
+void sb_intensity_to_u8(const sb_dataset_spec *spec, const double *x, int64_t n, uint8_t *out)
+{
+    vsrc src = {.arr = x};
+    iplan p;
+    if (plan_make(spec, &src, n, &p) != 0) {
+        memset(out, 0, (size_t)n);
+        return;
     }
+    for (int64_t i = 0; i < n; i++)
+        out[i] = plan_map(&p, x[i]);
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -535,12 +576,11 @@ int sb_data_load_msd(const dset *s, const dcase *c, sb_volume *v, sb_error *err)
         sb_nifti_free(&im);
         return rc;
     }
-    double *x = NULL;
-    uint8_t *u8 = NULL;
+    uint8_t *keep = NULL;
     const int64_t n0 = im.dim[1], n1 = im.ndim >= 2 ? im.dim[2] : 1, n2 = im.ndim >= 3 ? im.dim[3] : 1;
     const int64_t nch = im.ndim >= 4 ? im.dim[4] : 1;
     const int64_t nvox3 = n0 * n1 * n2;
-    if (im.ndim > 4 && im.nvox != nvox3 * nch) {
+    if (im.nvox != nvox3 * nch) {
         rc = sb_fail(err, SB_EUNSUPPORTED, "%s: %d-D image with more than one channel axis", c->img[0], im.ndim);
         goto done;
     }
@@ -556,76 +596,96 @@ int sb_data_load_msd(const dset *s, const dcase *c, sb_volume *v, sb_error *err)
                      (long long)lb.nvox, c->img[0], (long long)n0, (long long)n1, (long long)n2);
         goto done;
     }
-    x = malloc(sizeof(double) * (size_t)nvox3);
-    u8 = malloc((size_t)nvox3 + 1);
-    if (!x || !u8) {
-        rc = sb_fail(err, SB_ENOMEM, "%s: out of memory for %lld voxels", c->img[0], (long long)nvox3);
+    vsrc src = {.im = &im, .off = nvox3 * sp->channel, .slope = im.scl_slope, .inter = im.scl_inter};
+    src.scale = isfinite(src.slope) && src.slope != 0.0; /* slope 0 or non-finite: no scaling (NIfTI standard) */
+    if (!isfinite(src.inter))
+        src.inter = 0;
+    iplan plan;
+    if (plan_make(sp, &src, nvox3, &plan) != 0) {
+        rc = sb_fail(err, SB_ENOMEM, "%s: out of memory for the intensity percentiles", c->img[0]);
         goto done;
     }
-    {
-        double slope = im.scl_slope, inter = im.scl_inter;
-        int scale = isfinite(slope) && slope != 0.0;
-        if (!isfinite(inter))
-            inter = 0;
-        const int64_t off = nvox3 * sp->channel;
-        for (int64_t i = 0; i < nvox3; i++) {
-            double r = sb_nifti_get(&im, off + i);
-            x[i] = scale ? r * slope + inter : r;
-        }
+    int64_t Z, H, W, sz, sy, sx; /* strides of slice, row and column in the i,j,k volume */
+    double px, py, pz;
+    if (sp->slice_axis == 2) {
+        Z = n2; H = n1; W = n0; sz = n0 * n1; sy = n0; sx = 1;
+        px = im.pixdim[1]; py = im.pixdim[2]; pz = im.pixdim[3];
+    } else if (sp->slice_axis == 1) {
+        Z = n1; H = n2; W = n0; sz = n0; sy = n0 * n1; sx = 1;
+        px = im.pixdim[1]; py = im.pixdim[3]; pz = im.pixdim[2];
+    } else {
+        Z = n0; H = n2; W = n1; sz = 1; sy = n0 * n1; sx = n0;
+        px = im.pixdim[2]; py = im.pixdim[3]; pz = im.pixdim[1];
     }
-    sb_intensity_to_u8(sp, x, nvox3, u8);
+    if (H > SB_MAX_SIDE_DATA || W > SB_MAX_SIDE_DATA || Z > 1000000) {
+        rc = sb_fail(err, SB_EUNSUPPORTED, "%s: %lld slices of %lldx%lld are too large", c->img[0], (long long)Z,
+                     (long long)W, (long long)H);
+        goto done;
+    }
+    /* which slices to keep: only those with a target voxel when nonempty_only (decided before
+     * allocating, so a 500-slice CT with a small organ costs only its labelled slices) */
+    keep = malloc((size_t)Z + 1);
+    if (!keep) {
+        rc = sb_fail(err, SB_ENOMEM, "%s: out of memory", c->img[0]);
+        goto done;
+    }
+    int64_t nkeep = 0;
+    for (int64_t z = 0; z < Z; z++) {
+        int any = !sp->nonempty_only;
+        for (int64_t y = 0; y < H && !any; y++)
+            for (int64_t x = 0; x < W && !any; x++) {
+                double lv = sb_nifti_get(&lb, z * sz + y * sy + x * sx);
+                for (int k = 0; k < sp->nlabels && !any; k++)
+                    any = lv == (double)sp->label_ids[k];
+            }
+        keep[z] = (uint8_t)any;
+        nkeep += any;
+    }
+    if (nkeep == 0) {
+        rc = sb_fail(err, SB_EFORMAT, "%s: no slice with a non-empty label (nonempty_only; label ids in %s)", c->msk[0],
+                     c->msk[0]);
+        goto done;
+    }
+    rc = sb_volume_alloc(v, (int)nkeep, (int)H, (int)W, err);
+    if (rc != SB_OK)
+        goto done;
     {
-        int64_t Z, H, W, sz, sy, sx; /* strides of slice, row, column in the i,j,k volume */
-        double px = 0, py = 0, pz = 0;
-        if (sp->slice_axis == 2) {
-            Z = n2; H = n1; W = n0; sz = n0 * n1; sy = n0; sx = 1;
-            px = im.pixdim[1]; py = im.pixdim[2]; pz = im.pixdim[3];
-        } else if (sp->slice_axis == 1) {
-            Z = n1; H = n2; W = n0; sz = n0; sy = n0 * n1; sx = 1;
-            px = im.pixdim[1]; py = im.pixdim[3]; pz = im.pixdim[2];
-        } else {
-            Z = n0; H = n2; W = n1; sz = 1; sy = n0 * n1; sx = n0;
-            px = im.pixdim[2]; py = im.pixdim[3]; pz = im.pixdim[1];
-        }
-        if (H > SB_MAX_SIDE_DATA || W > SB_MAX_SIDE_DATA || Z > 100000) {
-            rc = sb_fail(err, SB_EUNSUPPORTED, "%s: slices of %lldx%lld are too large", c->img[0], (long long)W,
-                         (long long)H);
-            goto done;
-        }
-        rc = sb_volume_alloc(v, (int)Z, (int)H, (int)W, err);
-        if (rc != SB_OK)
-            goto done;
         const char *base = strrchr(c->img[0], '/');
         base = base ? base + 1 : c->img[0];
+        int out = 0;
         for (int64_t z = 0; z < Z; z++) {
-            uint8_t *rgb = v->rgb + (size_t)(z * H * W * 3);
-            uint8_t *m = v->mask + (size_t)(z * H * W);
+            if (!keep[z])
+                continue;
+            uint8_t *rgb = v->rgb + (size_t)out * H * W * 3;
+            uint8_t *m = v->mask + (size_t)out * H * W;
             for (int64_t y = 0; y < H; y++)
                 for (int64_t xx = 0; xx < W; xx++) {
-                    int64_t idx = z * sz + y * sy + xx * sx;
-                    uint8_t g = u8[idx];
+                    const int64_t idx = z * sz + y * sy + xx * sx;
+                    const uint8_t g = plan_map(&plan, vget(&src, idx));
                     uint8_t *p = rgb + (y * W + xx) * 3;
                     p[0] = p[1] = p[2] = g;
-                    double lv = sb_nifti_get(&lb, idx);
+                    const double lv = sb_nifti_get(&lb, idx);
                     int hit = 0;
                     for (int k = 0; k < sp->nlabels && !hit; k++)
                         hit = lv == (double)sp->label_ids[k];
                     m[y * W + xx] = hit ? 255 : 0;
                 }
-            v->slice_index[z] = z;
+            v->slice_index[out] = z;
             char nm[1200];
             snprintf(nm, sizeof nm, "%s#%c=%lld", base, "ijk"[sp->slice_axis], (long long)z);
-            v->slice_names[z] = strdup(nm);
+            v->slice_names[out] = strdup(nm);
+            out++;
         }
-        v->spacing[0] = fabs(px);
-        v->spacing[1] = fabs(py);
-        v->spacing[2] = fabs(pz);
     }
+    v->spacing[0] = fabs(px);
+    v->spacing[1] = fabs(py);
+    v->spacing[2] = fabs(pz);
     snprintf(v->source, sizeof v->source, "%s", c->img[0]);
 done:
-    free(x);
-    free(u8);
+    free(keep);
     sb_nifti_free(&im);
     sb_nifti_free(&lb);
     return rc;
 }
+
+#pragma GCC pop_options
