@@ -5,7 +5,8 @@
  * HDF5 shards, one file per dataset (format in pipeline/data_shard.c), and
  * writes SHARD_DIR/manifest.yaml so that the shards are self-describing.
  * Reading the shards (sb_data_open with shard_dir) gives the same volumes
- * as reading the raw layout. Bad cases are reported and skipped.
+ * as reading the raw layout. Bad cases are reported and skipped; exit
+ * status 2 when no dataset at all could be read.
  */
 #include "cli.h"
 #include "data.h"
@@ -175,5 +176,9 @@ int cmd_prepare(int argc, char **argv)
     sb_manifest_free(m);
     if (rc != SB_OK)
         return sb_report_error("prepare", &err);
+    if (written == 0) {
+        fprintf(stderr, "sambench prepare: no dataset of %s could be read (see the skipped list)\n", manifest);
+        return SB_EXIT_USAGE;
+    }
     return SB_EXIT_OK;
 }

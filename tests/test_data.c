@@ -442,6 +442,14 @@ static void test_bad_nifti(void **state)
     assert_non_null(strstr(log, "skipped 6 cases, 1 datasets"));
     assert_non_null(strstr(log, "spleen_003"));
     free(log);
+    /* nothing readable at all: exit status 2, every dataset listed as skipped */
+    sh("mkdir -p %s/empty_root", dir);
+    rc = run_sambench(&log, "prepare --manifest configs/datasets/medbank100k.yaml --data-root %s/empty_root --out %s/s2",
+                      dir, dir);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(log, "skipped 0 cases, 21 datasets"));
+    assert_non_null(strstr(log, "Polyp_Colonoscopy_*: no dataset folder matches"));
+    free(log);
 }
 
 /* The intensity rules on hand-computed values. */
