@@ -80,6 +80,36 @@ typedef struct {
     int64_t (*acc)[4]; /* per worker: tp, n_gt, n_pred, spare */
 } count_job;
 
+/* Index of the first / last non-zero byte of a row known to hold one. */
+static int32_t first_nonzero(const uint8_t *p, int64_t L)
+{
+    int64_t i = 0;
+    for (; i + 8 <= L; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w)
+            break;
+    }
+    while (!p[i])
+        i++;
+    return (int32_t)i;
+}
+
+static int32_t last_nonzero(const uint8_t *p, int64_t L)
+{
+    int64_t i = L;
+    for (; i >= 8; i -= 8) {
+        uint64_t w;
+        memcpy(&w, p + i - 8, 8);
+        if (w)
+            break;
+    }
+    i--;
+    while (!p[i])
+        i--;
+    return (int32_t)i;
+}
+
 static void count_rows(void *arg, int64_t begin, int64_t end, int worker)
 {
     count_job *J = arg;
@@ -99,19 +129,15 @@ static void count_rows(void *arg, int64_t begin, int64_t end, int worker)
         tp += c;
         int32_t f = -1, l = -1;
         if (a) {
-            for (f = 0; !g[f]; f++)
-                ;
-            for (l = (int32_t)L - 1; !g[l]; l--)
-                ;
+            f = first_nonzero(g, L);
+            l = last_nonzero(g, L);
         }
         J->gfirst[r] = f;
         J->glast[r] = l;
         f = l = -1;
         if (b) {
-            for (f = 0; !p[f]; f++)
-                ;
-            for (l = (int32_t)L - 1; !p[l]; l--)
-                ;
+            f = first_nonzero(p, L);
+            l = last_nonzero(p, L);
         }
         J->pfirst[r] = f;
         J->plast[r] = l;
@@ -153,7 +179,7 @@ static inline uint8_t code3(const uint8_t *r0, const uint8_t *r1, const uint8_t 
 static inline uint8_t code2(const uint8_t *r0, const uint8_t *r1, int64_t x)
 {
     uint8_t c = (uint8_t)(((r0[x - 1] != 0) << 3) | ((r0[x] != 0) << 2) | ((r1[x - 1] != 0) << 1) | (r1[x] != 0));
-    return c != 0 && c != 15 ? c : 0;
+    return (uint8_t)(c - 1) < 14 ? c : 0;
 }
 
 /* Codes of one corner row into buf[xmin .. xmax+1] (absolute corner coords);
@@ -240,6 +266,14 @@ static void surf_chunks(void *arg, int64_t begin, int64_t end, int worker)
                 continue;
             uint64_t *brow = J->bits + r * J->W;
             for (int64_t x = xlo; x <= xhi; x++) {
+                if (x + 8 <= xhi + 1) {
+                    uint64_t w8;
+                    memcpy(&w8, buf + x, 8);
+                    if (!w8) {
+                        x += 7;
+                        continue;
+                    }
+                }
                 if (!buf[x])
                     continue;
                 if (cnt == cap) {

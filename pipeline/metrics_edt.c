@@ -22,6 +22,56 @@
 
 static inline int bit_at(const uint64_t *row, int64_t i) { return (int)((row[i >> 6] >> (i & 63)) & 1); }
 
+#define D_INF INT32_MAX
+
+/* 1-D distance (in voxels) to the nearest set bit of a bitmap row of n bits,
+ * D_INF if none; skips zero words. Returns 0 if the row has no bit set. */
+static int row_dist(const uint64_t *row, int64_t n, int32_t *d)
+{
+    const int64_t W = (n + 63) / 64;
+    int64_t last = -1;
+    for (int64_t w = 0; w < W; w++) {
+        uint64_t word = row[w];
+        int64_t i0 = w * 64, i1 = i0 + 64 < n ? i0 + 64 : n;
+        if (!word) {
+            if (last < 0)
+                for (int64_t i = i0; i < i1; i++)
+                    d[i] = D_INF;
+            else
+                for (int64_t i = i0; i < i1; i++)
+                    d[i] = (int32_t)(i - last);
+            continue;
+        }
+        for (int64_t i = i0; i < i1; i++) {
+            if ((word >> (i - i0)) & 1)
+                last = i;
+            d[i] = last >= 0 ? (int32_t)(i - last) : D_INF;
+        }
+    }
+    if (last < 0)
+        return 0;
+    int64_t next = -1;
+    for (int64_t w = W - 1; w >= 0; w--) {
+        uint64_t word = row[w];
+        int64_t i0 = w * 64, i1 = i0 + 64 < n ? i0 + 64 : n;
+        if (!word) {
+            if (next >= 0)
+                for (int64_t i = i0; i < i1; i++) {
+                    int32_t c = (int32_t)(next - i);
+                    d[i] = c < d[i] ? c : d[i];
+                }
+            continue;
+        }
+        for (int64_t i = i1 - 1; i >= i0; i--) {
+            if ((word >> (i - i0)) & 1)
+                next = i;
+            if (next >= 0 && (int32_t)(next - i) < d[i])
+                d[i] = (int32_t)(next - i);
+        }
+    }
+    return 1;
+}
+
 typedef struct {
     double *out;
     const uint8_t *feature;
@@ -329,7 +379,7 @@ typedef struct {
     double *C;             /* nq_cols x B0 */
     double *planes;        /* per worker B1*B2 */
     double *tf, *td, *z, *inv1, *inv0;
-    int32_t *v;
+    int32_t *v, *di;
     int64_t maxlen;
 } fused_job;
 
@@ -346,34 +396,24 @@ static void fused_planes(void *arg, int64_t begin, int64_t end, int worker)
     for (int64_t k = begin; k < end; k++) {
         int any = 0;
         /* pass along axis 2 (contiguous rows) */
+        int32_t *di = J->di + (size_t)worker * (size_t)B2;
         for (int64_t j = 0; j < B1; j++) {
-            const uint64_t *row = J->bits + (k * B1 + j) * J->W;
             double *o = plane + j * B2;
-            int64_t last = -1;
-            for (int64_t i = 0; i < B2; i++) {
-                if (bit_at(row, i))
-                    last = i;
-                o[i] = last >= 0 ? (double)(i - last) : INFINITY;
-            }
-            if (last < 0)
+            if (!row_dist(J->bits + (k * B1 + j) * J->W, B2, di)) {
+                for (int64_t i = 0; i < B2; i++)
+                    o[i] = INFINITY;
                 continue;
+            }
             any = 1;
-            last = -1;
-            for (int64_t i = B2 - 1; i >= 0; i--) {
-                if (bit_at(row, i))
-                    last = i;
-                if (last >= 0 && (double)(last - i) < o[i])
-                    o[i] = (double)(last - i);
+            for (int64_t i = 0; i < B2; i++) {
+                double t = (double)di[i] * J->s2;
+                o[i] = di[i] != D_INF ? t * t : INFINITY;
             }
         }
         if (!any) {
             for (int64_t c = 0; c < J->nq_cols; c++)
                 J->C[c * J->B0 + k] = INFINITY;
             continue;
-        }
-        for (int64_t x = 0; x < B1 * B2; x++) {
-            double t = plane[x] * J->s2;
-            plane[x] = plane[x] < INFINITY ? t * t : INFINITY;
         }
         /* pass along axis 1 in tiles of TILE_W columns */
         for (int64_t i0 = 0; i0 < B2; i0 += TILE_W) {
@@ -400,83 +440,70 @@ static void fused_planes(void *arg, int64_t begin, int64_t end, int worker)
 }
 
 /*
- * 2-D: the first pass as integer distances (two sweeps; along columns the
- * sweeps run row by row so they vectorise across the row), the second pass
- * by the outward search at each query. No floating-point map at all.
+ * 2-D: the first pass (along axis a0) reduces, on each line along a0, to
+ * the nearest feature of that line; the features of every line are kept as
+ * a sorted list (built from the bitmap in one scan, O(features)) and looked
+ * up by binary search. The last pass is the outward search along a1 at each
+ * query, stopped once (r s1)^2 reaches the best value. Values are
+ * ((d0 s0)^2 + (d1 s1)^2), the same expression as the separable EDT.
  */
 typedef struct {
-    const int32_t *d;
+    const int64_t *start; /* per line: offset into xs (n_lines + 1) */
+    const int32_t *xs;    /* feature coordinates along a0, sorted per line */
     const int64_t *query;
     double *out;
-    int64_t st, n;
-    double s_first, s_last;
+    int64_t n_lines;      /* extent along a1 */
+    int o0;               /* memory axis of a0 */
+    int64_t n1mem;        /* memory row length (for decoding queries) */
+    double s0, s1;
 } search2d_job;
-
-#define D_INF INT32_MAX
 
 static void search2d_range(void *arg, int64_t begin, int64_t end, int worker)
 {
     (void)worker;
     search2d_job *J = arg;
     for (int64_t i = begin; i < end; i++) {
-        int64_t x = J->query[i];
-        int64_t q = (x / J->st) % J->n, base = x - q * J->st;
+        int64_t x = J->query[i], row = x / J->n1mem, col = x % J->n1mem;
+        /* c0: coordinate along a0, c1: along a1 */
+        int64_t c0 = J->o0 == 1 ? col : row, c1 = J->o0 == 1 ? row : col;
         double best = INFINITY;
-        for (int64_t r = 0; r < J->n; r++) {
-            double t = (double)r * J->s_last, t2 = t * t;
+        for (int64_t r = 0; r < J->n_lines; r++) {
+            double t = (double)r * J->s1, t2 = t * t;
             if (t2 >= best)
                 break;
-            if (q - r < 0 && q + r >= J->n)
+            if (c1 - r < 0 && c1 + r >= J->n_lines)
                 break;
-            int64_t ps[2] = {q - r, q + r};
+            int64_t ls[2] = {c1 - r, c1 + r};
             for (int side = 0; side < (r ? 2 : 1); side++) {
-                int64_t pp = ps[side];
-                if (pp < 0 || pp >= J->n)
+                int64_t l = ls[side];
+                if (l < 0 || l >= J->n_lines)
                     continue;
-                int32_t dv = J->d[base + pp * J->st];
-                if (dv == D_INF)
+                const int32_t *xs = J->xs + J->start[l];
+                int64_t m = J->start[l + 1] - J->start[l];
+                if (m == 0)
                     continue;
-                double a = (double)dv * J->s_first;
-                double tt = (double)(q - pp) * J->s_last;
-                double val = tt * tt + a * a;
+                /* first feature >= c0 */
+                int64_t lo = 0, hi = m;
+                while (lo < hi) {
+                    int64_t mid = (lo + hi) / 2;
+                    if (xs[mid] < c0)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                int64_t d0 = INT64_MAX;
+                if (lo < m)
+                    d0 = xs[lo] - c0;
+                if (lo > 0 && c0 - xs[lo - 1] < d0)
+                    d0 = c0 - xs[lo - 1];
+                double a = (double)d0 * J->s0;
+                double tt = (double)(c1 - l) * J->s1;
+                double val = a * a + tt * tt;
                 if (val < best)
                     best = val;
             }
         }
         J->out[i] = best;
-    }
-}
-
-typedef struct {
-    const uint64_t *bits;
-    int64_t W;
-    int32_t *d;
-    int64_t n1;
-} rows2d_job;
-
-static void rows2d_range(void *arg, int64_t begin, int64_t end, int worker)
-{
-    (void)worker;
-    rows2d_job *J = arg;
-    const int64_t n = J->n1;
-    for (int64_t j = begin; j < end; j++) {
-        const uint64_t *f = J->bits + j * J->W;
-        int32_t *d = J->d + j * n;
-        int32_t last = -1;
-        for (int64_t i = 0; i < n; i++) {
-            if (bit_at(f, i))
-                last = (int32_t)i;
-            d[i] = last >= 0 ? (int32_t)i - last : D_INF;
-        }
-        if (last < 0)
-            continue;
-        last = -1;
-        for (int64_t i = n - 1; i >= 0; i--) {
-            if (bit_at(f, i))
-                last = (int32_t)i;
-            if (last >= 0 && last - (int32_t)i < d[i])
-                d[i] = last - (int32_t)i;
-        }
     }
 }
 
@@ -487,40 +514,56 @@ static int edt_at_2d(sb_ctx *ctx, const uint64_t *bits, int64_t W, const int64_t
     if ((o0 != 0 && o0 != 1) || o1 != 1 - o0)
         return sb_fail(err, SB_EINVAL, "distance transform: bad axis order");
     for (int a = 0; a < 2; a++) {
-        if (dims[a] < 1 || dims[a] >= D_INF)
+        if (dims[a] < 1 || dims[a] >= INT32_MAX)
             return sb_fail(err, SB_EINVAL, "distance transform: dimension %d has size %lld", a,
                            (long long)dims[a]);
         if (!(spacing[a] > 0) || !isfinite(spacing[a]))
             return sb_fail(err, SB_EINVAL, "distance transform: spacing %g on axis %d", spacing[a], a);
     }
     const int64_t n0 = dims[0], n1 = dims[1];
-    int32_t *d = malloc(sizeof(int32_t) * (size_t)(n0 * n1));
-    if (!d)
-        return sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld voxels", (long long)(n0 * n1));
-    if (o0 == 1) {
-        rows2d_job R = {bits, W, d, n1};
-        sb_parallel_for(ctx, n0, 16, rows2d_range, &R);
-    } else {
-        /* along axis 0: forward and backward sweeps, one row at a time */
-        for (int64_t j = 0; j < n0; j++) {
-            const uint64_t *f = bits + j * W;
-            int32_t *dr = d + j * n1;
-            const int32_t *up = j ? d + (j - 1) * n1 : NULL;
-            for (int64_t i = 0; i < n1; i++)
-                dr[i] = bit_at(f, i) ? 0 : (up && up[i] != D_INF ? up[i] + 1 : D_INF);
-        }
-        for (int64_t j = n0 - 2; j >= 0; j--) {
-            int32_t *dr = d + j * n1;
-            const int32_t *dn = d + (j + 1) * n1;
-            for (int64_t i = 0; i < n1; i++) {
-                int32_t c = dn[i] != D_INF ? dn[i] + 1 : D_INF;
-                dr[i] = c < dr[i] ? c : dr[i];
+    const int64_t nl = o0 == 1 ? n0 : n1; /* lines along a0, indexed by the a1 coordinate */
+    int64_t *start = calloc((size_t)nl + 1, sizeof(int64_t));
+    if (!start)
+        return sb_fail(err, SB_ENOMEM, "distance transform: out of memory");
+    int64_t nf = 0;
+    for (int64_t j = 0; j < n0; j++)
+        for (int64_t w = 0; w < W; w++) {
+            uint64_t word = bits[j * W + w];
+            while (word) {
+                int64_t x = w * 64 + __builtin_ctzll(word);
+                word &= word - 1;
+                start[(o0 == 1 ? j : x) + 1]++;
+                nf++;
             }
         }
+    for (int64_t l = 0; l < nl; l++)
+        start[l + 1] += start[l];
+    int32_t *xs = malloc(sizeof(int32_t) * (size_t)(nf ? nf : 1));
+    int64_t *fill = malloc(sizeof(int64_t) * (size_t)nl);
+    if (!xs || !fill) {
+        free(start);
+        free(xs);
+        free(fill);
+        return sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld features", (long long)nf);
     }
-    search2d_job S = {d, query, out, o1 == 0 ? n1 : 1, o1 == 0 ? n0 : n1, spacing[o0], spacing[o1]};
+    memcpy(fill, start, sizeof(int64_t) * (size_t)nl);
+    for (int64_t j = 0; j < n0; j++)
+        for (int64_t w = 0; w < W; w++) {
+            uint64_t word = bits[j * W + w];
+            while (word) {
+                int64_t x = w * 64 + __builtin_ctzll(word);
+                word &= word - 1;
+                if (o0 == 1)
+                    xs[fill[j]++] = (int32_t)x;
+                else
+                    xs[fill[x]++] = (int32_t)j;
+            }
+        }
+    search2d_job S = {start, xs, query, out, nl, o0, n1, spacing[o0], spacing[o1]};
     sb_parallel_for(ctx, nq, 1024, search2d_range, &S);
-    free(d);
+    free(start);
+    free(xs);
+    free(fill);
     return SB_OK;
 }
 
@@ -613,10 +656,11 @@ int sb_edt_sq_at_bits(sb_ctx *ctx, const uint64_t *bits, int64_t W, int ndim, co
     J.td = malloc(sizeof(double) * T * L * TILE_W);
     J.z = malloc(sizeof(double) * T * (L + 1));
     J.v = malloc(sizeof(int32_t) * T * L);
+    J.di = malloc(sizeof(int32_t) * T * (size_t)J.B2);
     J.inv0 = malloc(sizeof(double) * (size_t)J.B0);
     J.inv1 = malloc(sizeof(double) * (size_t)J.B1);
     int rc = SB_OK;
-    if (!cidx || !ineed || !J.planes || !J.tf || !J.td || !J.z || !J.v || !J.inv0 || !J.inv1) {
+    if (!cidx || !ineed || !J.planes || !J.tf || !J.td || !J.z || !J.v || !J.di || !J.inv0 || !J.inv1) {
         rc = sb_fail(err, SB_ENOMEM, "distance transform: out of memory for plane buffers");
         goto done;
     }
@@ -656,6 +700,7 @@ done:
     free(J.td);
     free(J.z);
     free(J.v);
+    free(J.di);
     free(J.inv0);
     free(J.inv1);
     free(J.C);
