@@ -322,6 +322,33 @@ static void test_synth_prepare(void **state)
         sb_data_free(raw);
         sb_data_free(shd);
     }
+    /* synth's manifests carry the same datasets and published values as configs/datasets/ */
+    for (int k = 0; k < 2; k++) {
+        char a[1200], b[256];
+        snprintf(a, sizeof a, "%s/%s.yaml", dir, colls[k]);
+        snprintf(b, sizeof b, "configs/datasets/%s.yaml", colls[k]);
+        sb_error e2;
+        sb_manifest *ma, *mb;
+        assert_sb_ok(e2, sb_manifest_load(&ma, a, &e2));
+        assert_sb_ok(e2, sb_manifest_load(&mb, b, &e2));
+        assert_int_equal(ma->n, mb->n);
+        for (int i = 0; i < ma->n; i++) {
+            const sb_dataset_spec *x = &ma->d[i], *y = sb_manifest_find(mb, x->name);
+            if (!y)
+                fail_msg("synth dataset %s is not in %s", x->name, b);
+            assert_string_equal(x->task, y->task);
+            assert_string_equal(x->modality, y->modality);
+            assert_int_equal(x->layout, y->layout);
+            assert_int_equal(x->nlabels, y->nlabels);
+            assert_memory_equal(x->label_ids, y->label_ids, sizeof(int) * (size_t)x->nlabels);
+            assert_int_equal(x->intensity, y->intensity);
+            assert_int_equal(x->channel, y->channel);
+            for (int q = 0; q < SB_PUBLISHED_MODELS; q++)
+                assert_true(fabs(x->published_dice[q] - y->published_dice[q]) < 1e-9);
+        }
+        sb_manifest_free(ma);
+        sb_manifest_free(mb);
+    }
     /* the liver tumour target is a subset of the Task03 label volume (label 2 only) */
     sb_error err;
     sb_data *d;
