@@ -201,17 +201,14 @@ static void sam2_net_free(void *p)
 static size_t sam2_arena_bound(const sb_model *m, int64_t B)
 {
     const sb_sam2_net *n = m->impl;
-    /* generous upper bound (virtual; only touched pages count): every
-     * stage output twice, the level maps, 4 chunk buffers per block and
-     * the decoder's upscaled maps. */
-    int64_t S = m->image_size, H0 = n->trunk.H0;
-    double f = 0;
-    f += 4.0 * (double)B * (double)(H0 * H0) * n->cfg.embed_dim * 4.0;             /* ping-pong, norm, shortcut */
-    f += 2.0 * (double)B * (double)(H0 * H0) * n->cfg.d_model * 1.5;               /* levels */
-    f += 16.0 * 8192.0 * 4.0 * 3.0 * n->cfg.embed_dim * 8.0;                       /* chunks */
-    f += 64.0 * (double)B * (double)(S * S);                                       /* decoder, final */
-    f += (double)B * 3 * 49 * (double)(H0 * H0) * 2.0;                             /* patch im2col */
-    return (size_t)(f * sizeof(float)) + ((size_t)64 << 20);
+    /* Estimate of the first call's peak (measured 192 MiB for SAM2-S at
+     * 1024, batch 1): trunk maps (x, y, norm, shortcut, stage outputs),
+     * levels 1-2 and the high-res features, the window/MLP chunk buffers,
+     * the decoder's and the final maps; +25 %. A call that needs more (dumps)
+     * re-plans with twice the size. */
+    double S = (double)m->image_size, H0 = (double)n->trunk.H0, C0 = n->cfg.embed_dim, d = n->cfg.d_model;
+    double f = (double)B * H0 * H0 * (6.0 * C0 + 0.5 * d) + 8192.0 * 30.0 * C0 + (double)B * S * S * 4.0;
+    return (size_t)(1.25 * f * sizeof(float)) + ((size_t)16 << 20);
 }
 
 static int check_finite(const float *x, int64_t n, const char *what, sb_error *err)
@@ -623,41 +620,65 @@ int sb_model_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B,
     if (prompts && prompts->points && prompts->n_points > 0 &&
         (rc = check_finite(prompts->points, B * prompts->n_points * 2, "input points", err)))
         return rc;
-    /* the activation arena: planned on the first call for a batch size (a
-     * generous virtual reservation of which only the touched pages cost
-     * memory: the first call's allocation sequence is the plan, its peak is
-     * reported) and reused by every later call. */
-    int replan = 0;
-    if (!m->arena || B > m->arena_batch) {
-        sb_arena_free(m->arena);
-        m->arena = NULL;
-        if ((rc = sb_arena_create(&m->arena, m->arena_bound(m, B), err)))
-            return rc;
-        m->arena_batch = B;
-        replan = 1;
-    }
+    /* The activation arena. The plan is the first call's allocation
+     * sequence: it runs in a reservation sized by the flow's estimate
+     * (doubled and re-run if too small, e.g. when dumps are asked for), then
+     * the arena is re-created at exactly the measured peak, pre-faulted, and
+     * reused by every later call with at most that batch size. */
     sb_modprof mp = {opt->profile, -1, 0.0};
-    rc = m->forward(m, ctx, images, B, prompts, opt, out, m->arena, &mp, err);
-    sb_modprof_end(&mp);
-    if (rc == SB_ENOMEM && !replan && sb_arena_capacity(m->arena) < m->arena_bound(m, B)) {
-        /* this call needs more than the plan (e.g. dumps were turned on): plan again */
-        sb_arena_free(m->arena);
-        m->arena = NULL;
-        if ((rc = sb_arena_create(&m->arena, m->arena_bound(m, B), err)))
-            return rc;
-        replan = 1;
-        mp.cur = -1;
+    int planned = m->arena && B <= m->arena_batch;
+    if (planned) {
         rc = m->forward(m, ctx, images, B, prompts, opt, out, m->arena, &mp, err);
         sb_modprof_end(&mp);
+        if (rc != SB_ENOMEM)
+            goto finish;
+        if (opt->profile) /* forget the failed attempt's partial timings */
+            memset(opt->profile, 0, sizeof *opt->profile);
     }
+    {
+        size_t cap = m->arena_bound(m, B);
+        if (planned && cap < 2 * sb_arena_capacity(m->arena))
+            cap = 2 * sb_arena_capacity(m->arena);
+        sb_profile saved;
+        if (opt->profile)
+            saved = *opt->profile;
+        for (int attempt = 0; attempt < 8; attempt++) {
+            sb_arena_free(m->arena);
+            m->arena = NULL;
+            if ((rc = sb_arena_create(&m->arena, cap, err)))
+                return rc;
+            if (opt->profile)
+                *opt->profile = saved;
+            mp.cur = -1;
+            rc = m->forward(m, ctx, images, B, prompts, opt, out, m->arena, &mp, err);
+            sb_modprof_end(&mp);
+            if (rc != SB_ENOMEM || !strstr(err->msg, "arena"))
+                break; /* done, or an out-of-memory that is not the arena's */
+            cap *= 2;
+        }
+        if (rc == SB_OK) {
+            size_t peak = sb_arena_peak(m->arena);
+            sb_arena_free(m->arena); /* first, so the two never coexist (peak RSS) */
+            m->arena = NULL;
+            if ((rc = sb_arena_create(&m->arena, peak, err)))
+                return rc;
+            void *p = sb_arena_alloc(m->arena, peak);
+            if (p)
+                memset(p, 0, peak); /* fault the pages in once, not on every call */
+            sb_arena_reset(m->arena, 0);
+            m->arena_batch = B;
+            if (peak > m->arena_peak)
+                m->arena_peak = peak;
+        } else {
+            sb_arena_free(m->arena);
+            m->arena = NULL;
+            m->arena_batch = 0;
+        }
+    }
+finish:
     if (opt->profile && rc == SB_OK)
         opt->profile->images += B;
-    size_t peak = sb_arena_peak(m->arena);
-    if (peak > m->arena_peak)
-        m->arena_peak = peak;
-    /* The arena is kept: its touched pages are the plan (the peak); the
-     * untouched rest of the reservation costs no memory, and re-creating it
-     * would fault every page in again on the next call. */
-    (void)replan;
+    if (m->arena && sb_arena_peak(m->arena) > m->arena_peak)
+        m->arena_peak = sb_arena_peak(m->arena);
     return rc;
 }
