@@ -191,7 +191,11 @@ static char *mask_path_of(const char *img)
     return m;
 }
 
-static char *resolve_entry(const char *folder, const char *root, const char *entry)
+/* Resolves a split entry to an image path. Rules: 0 absolute, 1 <folder>/e,
+ * 2 <root>/e, 3 <folder>/image/e. *rule (-1 = unknown) is the rule that
+ * worked for an earlier entry of the folder: it is tried first, and with
+ * nostat it is applied without touching the file system. */
+static char *resolve_entry(const char *folder, const char *root, const char *entry, int *rule, int nostat)
 {
     const char *e = entry;
     if (e[0] == '.' && e[1] == '/')
@@ -199,21 +203,25 @@ static char *resolve_entry(const char *folder, const char *root, const char *ent
     char buf[4096];
     if (e[0] == '/') {
         snprintf(buf, sizeof buf, "%s", e);
-        if (file_exists(buf))
-            return strdup(buf);
-        return NULL;
+        return nostat || file_exists(buf) ? strdup(buf) : NULL;
     }
-    snprintf(buf, sizeof buf, "%s/%s", folder, e);
-    if (file_exists(buf))
-        return strdup(buf);
-    if (root) {
-        snprintf(buf, sizeof buf, "%s/%s", root, e);
-        if (file_exists(buf))
-            return strdup(buf);
-    }
-    snprintf(buf, sizeof buf, "%s/image/%s", folder, e);
-    if (file_exists(buf))
-        return strdup(buf);
+    for (int pass = 0; pass < 2; pass++)
+        for (int r = 1; r <= 3; r++) {
+            if ((pass == 0) != (r == *rule))
+                continue;
+            if (r == 2 && !root)
+                continue;
+            if (r == 1)
+                snprintf(buf, sizeof buf, "%s/%s", folder, e);
+            else if (r == 2)
+                snprintf(buf, sizeof buf, "%s/%s", root, e);
+            else
+                snprintf(buf, sizeof buf, "%s/image/%s", folder, e);
+            if ((nostat && r == *rule) || file_exists(buf)) {
+                *rule = r;
+                return strdup(buf);
+            }
+        }
     return NULL;
 }
 
@@ -230,7 +238,8 @@ static int list_medbank_folder(sb_data *d, dset *s, const char *folder, const ch
         return SB_OK;
     }
     mb_entry *e = NULL;
-    int n = 0, cap = 0;
+    int n = 0, cap = 0, rule = -1;
+    const int nostat = (d->flags & SB_DATA_NO_STAT) != 0;
     char line[4096];
     char **lines = NULL;
     int nl = 0, lcap = 0;
@@ -271,7 +280,7 @@ static int list_medbank_folder(sb_data *d, dset *s, const char *folder, const ch
         e[n].entry = lines[i];
         e[n].stem = strdup(id);
         e[n].sidx = sidx;
-        e[n].img = resolve_entry(folder, root, lines[i]);
+        e[n].img = resolve_entry(folder, root, lines[i], &rule, nostat);
         n++;
     }
     free(lines);
@@ -301,7 +310,7 @@ static int list_medbank_folder(sb_data *d, dset *s, const char *folder, const ch
             if (!m) {
                 snprintf(bad_file, sizeof bad_file, "%s", e[k].img);
                 snprintf(reason, sizeof reason, "cannot derive the mask path (no /image/ folder in the path)");
-            } else if (!file_exists(m)) {
+            } else if (!nostat && !file_exists(m)) {
                 snprintf(bad_file, sizeof bad_file, "%s", m);
                 snprintf(reason, sizeof reason, "missing mask for image %s", e[k].img);
             }

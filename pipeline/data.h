@@ -30,7 +30,11 @@
 typedef struct sb_data sb_data;
 
 enum {
-    SB_DATA_QUIET = 1 /* do not log problems as warnings (they are still recorded) */
+    SB_DATA_QUIET = 1,  /* do not log problems as warnings (they are still recorded) */
+    SB_DATA_NO_STAT = 2 /* MedBank listing without a stat() per image and mask (parallel file
+                         * systems): each folder's path rule is learned from its first entry
+                         * that exists; a missing image or mask is then found, reported and
+                         * skipped when the case is loaded */
 };
 
 typedef struct {

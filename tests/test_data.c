@@ -209,6 +209,25 @@ static void test_bad_inputs(void **state)
     free(buf);
     sb_data_free(d);
 
+    /* without stat() at listing: the same cases end up skipped, found at load time */
+    assert_sb_ok(err, sb_data_open_medbank(&d, root, "test.txt", SB_DATA_QUIET | SB_DATA_NO_STAT, &err));
+    liver = strcmp(sb_data_dataset(d, 0)->task, "Liver") == 0 ? 0 : 1;
+    assert_int_equal(sb_data_ncases(d, liver), 8); /* ghost and nomask are listed now */
+    ok = 0;
+    for (int c = 0; c < sb_data_ncases(d, liver); c++) {
+        sb_volume v;
+        sb_error e2;
+        if (sb_data_load(d, liver, c, &v, &e2) == SB_OK) {
+            ok++;
+            sb_volume_free(&v);
+        }
+    }
+    assert_int_equal(ok, 2);
+    assert_true(find_problem(d, "ghost", "image/ghost.png", "cannot open"));
+    assert_true(find_problem(d, "nomask", "mask/nomask.png", "cannot open"));
+    assert_int_equal(sb_data_skipped_cases(d), 6);
+    sb_data_free(d);
+
     /* a missing root is an error of the call, not a skip */
     assert_int_equal(sb_data_open_medbank(&d, "/nonexistent/root", "test.txt", 0, &err), SB_EIO);
     assert_non_null(strstr(err.msg, "/nonexistent/root"));
