@@ -397,13 +397,15 @@ static void ln2d_range(void *arg, int64_t t0, int64_t t1, int worker)
         int64_t np = HW - p0 < LN2D_PB ? HW - p0 : LN2D_PB;
         const float *x = j->x + img * C * HW + p0;
         float *y = j->y + img * C * HW + p0;
+        /* pivot-shifted sums (x - x[channel 0]) as in sb_layernorm, so a
+         * large mean costs no digits */
         for (int64_t p = 0; p < np; p++)
             acc[p] = 0.0f;
-        for (int64_t c = 0; c < C; c++)
+        for (int64_t c = 1; c < C; c++)
             for (int64_t p = 0; p < np; p++)
-                acc[p] += x[c * HW + p];
+                acc[p] += x[c * HW + p] - x[p];
         for (int64_t p = 0; p < np; p++) {
-            mean[p] = acc[p] / (float)C;
+            mean[p] = x[p] + acc[p] / (float)C;
             acc[p] = 0.0f;
         }
         for (int64_t c = 0; c < C; c++)
