@@ -400,6 +400,11 @@ int64_t sb_variant_tensor_count(const char *variant);
  * Errors name the key and the expected and found shape. */
 enum { SB_VALIDATE_FULL = 0, SB_VALIDATE_STRUCTURE = 1 };
 int sb_weights_validate(const sb_weights *w, const char *variant, int mode, sb_error *err);
+/* Full validation against the table derived from a model config (a fixture
+ * *_config.json or a configs/models YAML; NULL = the variant's official
+ * config): exact keys and shapes for reduced-size models too. */
+int sb_weights_validate_config(const sb_weights *w, const char *variant, const char *config,
+                               sb_error *err);
 
 /* Writers. The torch writer produces what torch.save(obj) of torch 1.13
  * produces: a zip (stored entries, 64-byte aligned data, data descriptors)
@@ -416,6 +421,10 @@ void sb_torch_writer_abort(sb_torch_writer *tw); /* closes and deletes the file 
 /* Random weights with exactly the variant's keys and shapes (layout of the
  * official file: {"model": ...} for the SAM2 family, bare for sam_vit_b). */
 int sb_weights_init_random(const char *path, const char *variant, uint64_t seed, sb_error *err);
+/* The same for the keys and shapes a config gives (reduced-size models);
+ * config NULL = sb_weights_init_random. */
+int sb_weights_init_random_config(const char *path, const char *variant, const char *config,
+                                  uint64_t seed, sb_error *err);
 /* The deterministic values init-random writes for one tensor. */
 void sb_weights_random_values(const char *key, int ndim, const int64_t *shape, uint64_t seed,
                               float *out);

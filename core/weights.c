@@ -500,6 +500,26 @@ int sb_weights_validate(const sb_weights *w, const char *variant, int mode, sb_e
     if (!tab)
         return sb_fail(err, SB_EINVAL, "unknown variant '%s' (known: %s)", variant ? variant : "(null)",
                        variant_names);
+    return weights_validate_table(w, tab, n, variant, mode, err);
+}
+
+int sb_weights_validate_config(const sb_weights *w, const char *variant, const char *config, sb_error *err)
+{
+    sb_key_shape *tab;
+    size_t n;
+    int rc = sb_key_table_from_config(variant, config, &tab, &n, err);
+    if (rc)
+        return rc;
+    char label[512];
+    snprintf(label, sizeof label, "%s with config %s", variant, config ? config : "(official)");
+    rc = weights_validate_table(w, tab, n, label, SB_VALIDATE_FULL, err);
+    sb_key_table_free(tab, n);
+    return rc;
+}
+
+int weights_validate_table(const sb_weights *w, const sb_key_shape *tab, size_t n, const char *variant, int mode,
+                           sb_error *err)
+{
     char e[256], f[256];
     if (mode == SB_VALIDATE_FULL) {
         for (size_t i = 0; i < n; i++) {

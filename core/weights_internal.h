@@ -178,5 +178,14 @@ typedef struct {
 } sb_key_shape;
 /* NULL if unknown; *n = entries. */
 const sb_key_shape *sb_variant_table(const char *variant, size_t *n);
+/* The table of a variant derived from a config file (NULL: the official
+ * config of the variant), in state-dict order (core/weights_shapes.c). */
+int sb_key_table_from_config(const char *variant, const char *config, sb_key_shape **out, size_t *n,
+                             sb_error *err);
+void sb_key_table_free(sb_key_shape *t, size_t n);
+int weights_validate_table(const sb_weights *w, const sb_key_shape *tab, size_t n, const char *label, int mode,
+                           sb_error *err);
+int weights_write_random(const char *path, const sb_key_shape *tab, size_t n, int wrap_model, uint64_t seed,
+                         sb_error *err);
 
 #endif

@@ -491,13 +491,9 @@ void sb_weights_random_values(const char *key, int ndim, const int64_t *shape, u
     }
 }
 
-int sb_weights_init_random(const char *path, const char *variant, uint64_t seed, sb_error *err)
+int weights_write_random(const char *path, const sb_key_shape *tab, size_t n, int wrap_model, uint64_t seed,
+                         sb_error *err)
 {
-    size_t n;
-    const sb_key_shape *tab = sb_variant_table(variant, &n);
-    if (!tab)
-        return sb_fail(err, SB_EINVAL, "unknown variant '%s' (known: %s)", variant ? variant : "(null)",
-                       sb_variant_names());
     int64_t maxn = 1;
     for (size_t i = 0; i < n; i++) {
         int64_t k = 1;
@@ -510,7 +506,7 @@ int sb_weights_init_random(const char *path, const char *variant, uint64_t seed,
     if (!buf)
         return sb_fail(err, SB_ENOMEM, "out of memory");
     sb_torch_writer *z;
-    int rc = sb_torch_writer_open(&z, path, strcmp(variant, "sam_vit_b") != 0, err);
+    int rc = sb_torch_writer_open(&z, path, wrap_model, err);
     for (size_t i = 0; rc == SB_OK && i < n; i++) {
         sb_weights_random_values(tab[i].key, tab[i].ndim, tab[i].shape, seed, buf);
         rc = sb_torch_writer_add(z, tab[i].key, tab[i].ndim, tab[i].shape, buf, err);
@@ -520,5 +516,30 @@ int sb_weights_init_random(const char *path, const char *variant, uint64_t seed,
     else
         sb_torch_writer_abort(z);
     free(buf);
+    return rc;
+}
+
+int sb_weights_init_random(const char *path, const char *variant, uint64_t seed, sb_error *err)
+{
+    size_t n;
+    const sb_key_shape *tab = sb_variant_table(variant, &n);
+    if (!tab)
+        return sb_fail(err, SB_EINVAL, "unknown variant '%s' (known: %s)", variant ? variant : "(null)",
+                       sb_variant_names());
+    return weights_write_random(path, tab, n, strcmp(variant, "sam_vit_b") != 0, seed, err);
+}
+
+int sb_weights_init_random_config(const char *path, const char *variant, const char *config, uint64_t seed,
+                                  sb_error *err)
+{
+    if (!config)
+        return sb_weights_init_random(path, variant, seed, err);
+    sb_key_shape *tab;
+    size_t n;
+    int rc = sb_key_table_from_config(variant, config, &tab, &n, err);
+    if (rc)
+        return rc;
+    rc = weights_write_random(path, tab, n, strcmp(variant, "sam_vit_b") != 0, seed, err);
+    sb_key_table_free(tab, n);
     return rc;
 }

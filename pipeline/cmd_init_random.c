@@ -24,33 +24,12 @@ static void usage(FILE *out)
             "Values are deterministic in (seed, key): weights U(-1/sqrt(fan_in), +1/sqrt(fan_in)),\n"
             "1-D '*weight' tensors U(0.9, 1.1), other vectors U(-0.05, 0.05).\n\n"
             "  --variant V    the model variant\n"
-            "  --config FILE  a reduced-size config (JSON, as tests/fixtures/*_config.json): its\n"
-            "                 'variant' must match V; reduced shapes are not derived (see README)\n"
+            "  --config FILE  the model config whose keys and shapes to write (reduced-size models):\n"
+            "                 a fixture *_config.json or a configs/models YAML; SAM2-family configs\n"
+            "                 for samed2/sam2_hiera_s/sam2_hiera_t (the trunk must match), a\n"
+            "                 hyper_parameters config for sam_vit_b\n"
             "  --seed N       seed (unsigned integer)\n\n"
             "Exit status: 0, or 2 with one line 'sambench init-random: ...: problem' for bad input.\n");
-}
-
-/* The "variant" member of a config JSON (a flat scan: enough for our configs). */
-static int config_variant(const char *path, char *out, size_t cap, sb_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return sb_fail(err, SB_EIO, "%s: %s", path, strerror(errno));
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strstr(buf, "\"variant\"");
-    if (!p)
-        return sb_fail(err, SB_EFORMAT, "%s: no \"variant\" in the config", path);
-    p = strchr(p + 9, ':');
-    const char *q = p ? strchr(p, '"') : NULL;
-    const char *e = q ? strchr(q + 1, '"') : NULL;
-    if (!e || (size_t)(e - q - 1) >= cap)
-        return sb_fail(err, SB_EFORMAT, "%s: malformed \"variant\" in the config", path);
-    memcpy(out, q + 1, (size_t)(e - q - 1));
-    out[e - q - 1] = '\0';
-    return SB_OK;
 }
 
 int cmd_init_random(int argc, char **argv)
@@ -98,19 +77,13 @@ int cmd_init_random(int argc, char **argv)
         return SB_EXIT_USAGE;
     }
     sb_error err;
-    if (config) {
-        char cv[64];
-        if (config_variant(config, cv, sizeof cv, &err))
-            return sb_report_error("init-random", &err);
-        sb_fail(&err, SB_EUNSUPPORTED,
-                "%s: reduced-size configs are not supported yet (the shapes of a %s config are not derived); "
-                "init-random writes the official full-size shapes without --config",
-                config, cv);
-        return sb_report_error("init-random", &err);
-    }
     const char *out = argv[optind];
-    if (sb_weights_init_random(out, vname, seed, &err))
+    if (sb_weights_init_random_config(out, vname, config, seed, &err))
         return sb_report_error("init-random", &err);
+    if (config) {
+        printf("wrote %s: variant %s with config %s, seed %llu\n", out, vname, config, seed);
+        return SB_EXIT_OK;
+    }
     printf("wrote %s: variant %s, %" PRId64 " tensors, seed %llu\n", out, vname, sb_variant_tensor_count(vname),
            seed);
     return SB_EXIT_OK;

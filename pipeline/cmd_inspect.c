@@ -20,7 +20,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sambench inspect FILE [--format text|json] [--variant V [--structure] [--allow-missing]]\n"
+            "usage: sambench inspect FILE [--format text|json] [--variant V [--config FILE | --structure]\n"
+            "                        [--allow-missing]]\n"
             "                        [--unwrap KEY] [--strip-prefix PREFIX]\n\n"
             "Describes a checkpoint (torch .pth/.pt zip or legacy torch.save), a memory bank\n"
             "(memory_bank_list_<N>.pkl) or a sambench-h5 weight file; the format is found from the\n"
@@ -29,8 +30,10 @@ static void usage(FILE *out)
             "                    \"shape\", \"bytes\"}], \"entries\", \"parameters\", \"sha256\", ...}\n"
             "  --variant V       also validate the keys and shapes against the official table of V\n"
             "                    (samed2, sam2_hiera_s, sam2_hiera_t, sam_vit_b)\n"
+            "  --config FILE     with --variant: validate exactly against the keys and shapes of this\n"
+            "                    model config (reduced-size models, e.g. tests/fixtures/*_config.json)\n"
             "  --structure       validate key names (layer indices abstracted) and ranks only, for\n"
-            "                    reduced-size configs such as the test fixtures\n"
+            "                    reduced-size files without their config\n"
             "  --allow-missing   with --variant: keys missing from the file are initialised with\n"
             "                    random values (listed as a warning) instead of an error\n"
             "  --unwrap KEY      the state dict is under this top-level key (e.g. state_dict);\n"
@@ -154,12 +157,14 @@ int cmd_inspect(int argc, char **argv)
     static const struct option opts[] = {{"format", required_argument, 0, 'f'},
                                          {"variant", required_argument, 0, 'v'},
                                          {"structure", no_argument, 0, 's'},
+                                         {"config", required_argument, 0, 'c'},
                                          {"allow-missing", no_argument, 0, 'a'},
                                          {"unwrap", required_argument, 0, 'u'},
                                          {"strip-prefix", required_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int json = 0, structure = 0;
+    const char *config = NULL;
     sb_weights_opts wo = {0};
     optind = 1;
     opterr = 0;
@@ -184,6 +189,7 @@ int cmd_inspect(int argc, char **argv)
             wo.variant = optarg;
             break;
         case 's': structure = 1; break;
+        case 'c': config = optarg; break;
         case 'a': wo.allow_missing = 1; break;
         case 'u': wo.unwrap = optarg; break;
         case 'p': wo.strip_prefix = optarg; break;
@@ -199,8 +205,12 @@ int cmd_inspect(int argc, char **argv)
         usage(stderr);
         return SB_EXIT_USAGE;
     }
-    if ((structure || wo.allow_missing) && !wo.variant) {
-        fprintf(stderr, "sambench inspect: --structure and --allow-missing need --variant\n");
+    if ((structure || wo.allow_missing || config) && !wo.variant) {
+        fprintf(stderr, "sambench inspect: --structure, --config and --allow-missing need --variant\n");
+        return SB_EXIT_USAGE;
+    }
+    if (config && (structure || wo.allow_missing)) {
+        fprintf(stderr, "sambench inspect: --config validates exactly: not with --structure or --allow-missing\n");
         return SB_EXIT_USAGE;
     }
     if (structure && wo.allow_missing) {
@@ -221,12 +231,13 @@ int cmd_inspect(int argc, char **argv)
         return inspect_bank(path, json, sha, fsize);
 
     const char *variant = wo.variant;
-    if (structure)
-        wo.variant = NULL; /* validated below in structure mode */
+    if (structure || config)
+        wo.variant = NULL; /* validated below */
     sb_weights *w;
     if (sb_weights_load_ex(&w, path, &wo, &err))
         return sb_report_error("inspect", &err);
-    if (structure && sb_weights_validate(w, variant, SB_VALIDATE_STRUCTURE, &err)) {
+    if ((structure && sb_weights_validate(w, variant, SB_VALIDATE_STRUCTURE, &err)) ||
+        (config && sb_weights_validate_config(w, variant, config, &err))) {
         sb_weights_free(w);
         return sb_report_error("inspect", &err);
     }
@@ -262,7 +273,8 @@ int cmd_inspect(int argc, char **argv)
             printf(",");
         }
         if (variant)
-            printf(" \"variant\": \"%s\", \"validation\": \"%s\",", variant, structure ? "structure" : "full");
+            printf(" \"variant\": \"%s\", \"validation\": \"%s\",", variant,
+                   structure ? "structure" : config ? "config" : "full");
         printf("\n \"tensors\": [");
         for (size_t i = 0; i < n; i++) {
             sb_tensor_info t;
@@ -281,7 +293,8 @@ int cmd_inspect(int argc, char **argv)
         if (fmt == SB_FMT_H5)
             printf("source:     %s (sha256 %s)\n", h5src, h5sha);
         if (variant)
-            printf("validated:  %s (%s table)\n", variant, structure ? "structure of the" : "full");
+            printf("validated:  %s (%s)\n", variant,
+                   structure ? "structure of the table" : config ? "exact, keys and shapes of --config" : "full table");
         printf("tensors:    %zu\nparameters: %s\nbytes:      %s\n", n, thousands(sb_weights_parameters(w), t1),
                thousands((int64_t)total_bytes, t1 + 32));
         for (size_t i = 0; i < n; i++) {

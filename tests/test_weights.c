@@ -6,6 +6,7 @@
  */
 #include "util_test.h"
 #include "util_weights.h"
+#include "../core/weights_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -506,10 +507,112 @@ static void test_variant_tables(void **state)
     assert_false(sb_variant_known("vit_h"));
 }
 
+/* Tables derived from configs: the official configs give the embedded KEYS
+ * tables, the fixture configs give exactly the fixture checkpoints (keys,
+ * shapes, order); init-random --config writes such reduced checkpoints. */
+static int same_table(const sb_key_shape *a, size_t na, const sb_key_shape *b, size_t nb, char *why, size_t cap)
+{
+    if (na != nb) {
+        snprintf(why, cap, "%zu vs %zu tensors", na, nb);
+        return 0;
+    }
+    for (size_t i = 0; i < na; i++) {
+        int ok = strcmp(a[i].key, b[i].key) == 0 && a[i].ndim == b[i].ndim;
+        for (int d = 0; ok && d < a[i].ndim; d++)
+            ok = a[i].shape[d] == b[i].shape[d];
+        if (!ok) {
+            snprintf(why, cap, "entry %zu: %s vs %s", i, a[i].key, b[i].key);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void test_config_tables(void **state)
+{
+    (void)state;
+    sb_error err;
+    char why[512];
+    const char *v[4] = {"samed2", "sam2_hiera_s", "sam2_hiera_t", "sam_vit_b"};
+    for (int i = 0; i < 4; i++) {
+        size_t n, m;
+        sb_key_shape *t;
+        const sb_key_shape *e = sb_variant_table(v[i], &n);
+        assert_sb_ok(err, sb_key_table_from_config(v[i], NULL, &t, &m, &err));
+        if (!same_table(t, m, e, n, why, sizeof why))
+            fail_msg("%s: derived table differs from the embedded one: %s", v[i], why);
+        sb_key_table_free(t, m);
+    }
+    static const struct {
+        const char *variant, *config, *pth;
+        size_t tensors;
+        int64_t params;
+    } fx[3] = {{"samed2", "samed2_tiny_config.json", "samed2_tiny.pth", 445, 916226},
+               {"sam2_hiera_s", "sam2_tiny_config.json", "sam2_tiny.pth", 347, 676666},
+               {"sam_vit_b", "sam_vit_tiny_config.json", "sam_vit_tiny.pth", 202, 142476}};
+    for (int i = 0; i < 3; i++) {
+        char cfg[4096];
+        snprintf(cfg, sizeof cfg, "%s", fixture_path(fx[i].config));
+        size_t m;
+        sb_key_shape *t;
+        assert_sb_ok(err, sb_key_table_from_config(fx[i].variant, cfg, &t, &m, &err));
+        sb_weights *w;
+        assert_sb_ok(err, sb_weights_load(&w, fixture_path(fx[i].pth), &err));
+        size_t nw = sb_weights_count(w);
+        sb_key_shape *f = calloc(nw, sizeof *f);
+        for (size_t k = 0; k < nw; k++) {
+            sb_tensor_info ti;
+            sb_weights_info(w, k, &ti);
+            f[k].key = ti.name;
+            f[k].ndim = ti.ndim;
+            for (int d = 0; d < ti.ndim && d < 5; d++)
+                f[k].shape[d] = ti.shape[d];
+        }
+        if (!same_table(t, m, f, nw, why, sizeof why))
+            fail_msg("%s: derived table differs from %s: %s", fx[i].config, fx[i].pth, why);
+        free(f);
+        assert_sb_ok(err, sb_weights_validate_config(w, fx[i].variant, cfg, &err));
+        sb_weights_free(w);
+        sb_key_table_free(t, m);
+        /* init-random --config: a reduced checkpoint with exactly those keys and shapes */
+        const char *p = temp_path("tiny_random.pth");
+        char *out = NULL;
+        int rc = run_sambench(&out, "init-random --variant %s --config %s --seed 5 %s", fx[i].variant, cfg, p);
+        if (rc != 0)
+            fail_msg("init-random --config: %s", out ? out : "");
+        free(out);
+        assert_sb_ok(err, sb_weights_load(&w, p, &err));
+        assert_int_equal(sb_weights_count(w), fx[i].tensors);
+        assert_int_equal(sb_weights_parameters(w), fx[i].params);
+        assert_sb_ok(err, sb_weights_validate_config(w, fx[i].variant, cfg, &err));
+        sb_tensor_info ti;
+        sb_weights_info(w, 7, &ti);
+        float *buf = malloc((size_t)ti.numel * 4 + 4);
+        sb_weights_random_values(ti.name, ti.ndim, ti.shape, 5, buf);
+        assert_memory_equal(buf, ti.data, (size_t)ti.numel * 4);
+        free(buf);
+        sb_weights_free(w);
+        remove(p);
+    }
+    /* a config of the other trunk is refused, naming both */
+    sb_key_shape *t;
+    size_t m;
+    assert_int_equal(sb_key_table_from_config("samed2", fixture_path("sam2_tiny_config.json"), &t, &m, &err),
+                     SB_EINVAL);
+    assert_non_null(strstr(err.msg, "does not match variant samed2"));
+    /* and a wrong shape against a config names key and shapes */
+    sb_weights *w;
+    assert_sb_ok(err, sb_weights_load(&w, fixture_path("samed2_tiny.pth"), &err));
+    assert_int_not_equal(sb_weights_validate_config(w, "samed2", NULL, &err), SB_OK);
+    assert_non_null(strstr(err.msg, "expected shape [7, 1, 1, 64], found [7, 1, 1, 16]"));
+    sb_weights_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_variant_tables),
+        cmocka_unit_test(test_config_tables),
         cmocka_unit_test(test_fixture_checkpoints),
         cmocka_unit_test(test_fixture_values_vs_raw_zip),
         cmocka_unit_test(test_bank_fixture),
