@@ -289,6 +289,37 @@ static void pool_q(const float *qkv, int64_t n, int64_t wh, int64_t ww, int64_t 
             }
 }
 
+/* The three window loops over the pool (windows are independent; each
+ * window writes its own output rows, so no two workers touch the same data). */
+typedef struct {
+    int kind; /* 0 gather, 1 scatter-add, 2 pool q */
+    const win_geom *g;
+    const float *src;
+    float *dst;
+    int64_t C, first;
+} win_job;
+
+static void win_range(void *arg, int64_t i0, int64_t i1, int worker)
+{
+    (void)worker;
+    const win_job *j = arg;
+    if (j->kind == 0)
+        gather_windows(j->src, j->g, j->C, j->first + i0, i1 - i0, j->dst + i0 * j->g->wh * j->g->ww * j->C);
+    else if (j->kind == 1)
+        scatter_add_windows(j->dst, j->g, j->C, j->first + i0, i1 - i0,
+                            j->src + i0 * j->g->owh * j->g->oww * j->C);
+    else
+        pool_q(j->src + i0 * j->g->wh * j->g->ww * 3 * j->C, i1 - i0, j->g->wh, j->g->ww, j->C,
+               j->dst + i0 * (j->g->wh / 2) * (j->g->ww / 2) * j->C);
+}
+
+static void win_parallel(sb_ctx *ctx, int kind, const win_geom *g, const float *src, float *dst, int64_t C,
+                         int64_t first, int64_t n)
+{
+    win_job j = {kind, g, src, dst, C, first};
+    sb_parallel_for(ctx, n, 1, win_range, &j);
+}
+
 static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const float *x, int64_t B,
                                int64_t H, int64_t W, float *y, int64_t *pHo, int64_t *pWo,
                                sb_arena *a, sb_modprof *mp, sb_error *err)
@@ -370,7 +401,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
             int64_t n = nwin - w0 < chunk ? nwin - w0 : chunk;
             const float *src = xn;
             if (b->window > 0) {
-                gather_windows(xn, &g, Ci, w0, n, wbuf);
+                win_parallel(ctx, 0, &g, xn, wbuf, Ci, w0, n);
                 src = wbuf;
             } else {
                 src = xn + w0 * L * Ci; /* whole images */
@@ -385,7 +416,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
             at.Lk = L;
             at.head_dim = hd;
             if (b->q_pool) {
-                pool_q(qkv, n, g.wh, g.ww, Co, qp);
+                win_parallel(ctx, 2, &g, qkv, qp, Co, 0, n);
                 at.q = qp;
                 at.q_row = Co;
                 at.q_batch = Lq * Co;
@@ -414,7 +445,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
                     goto done;
             }
             if (b->window > 0)
-                scatter_add_windows(y, &g, Co, w0, n, ap);
+                win_parallel(ctx, 1, &g, ap, y, Co, w0, n);
             else
                 sb_add(ctx, y + w0 * Lq * Co, ap, n * Lq * Co);
         }

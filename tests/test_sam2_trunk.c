@@ -261,7 +261,10 @@ static void test_trunk_padding_qpool_chunks(void **state)
     sb_arena *a;
     assert_sb_ok(err, sb_arena_create(&a, (size_t)64 << 20, &err));
     store st = {0};
-    assert_sb_ok(err, sb_hiera_forward(&h, NULL, img, B, stage, a, NULL, keep, &st, &err));
+    sb_ctx *ctx2 = NULL; /* two workers: the window loops run on the pool */
+    assert_sb_ok(err, sb_ctx_create(&ctx2, 2, &err));
+    assert_sb_ok(err, sb_hiera_forward(&h, ctx2, img, B, stage, a, NULL, keep, &st, &err));
+    sb_ctx_free(ctx2);
     /* block by block from the core's own input to that block */
     const dumped *pe = find(&st, "encoder/trunk/patch_embed"), *pos = find(&st, "encoder/trunk/pos_embed");
     assert_non_null(pe);
