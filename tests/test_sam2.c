@@ -196,13 +196,13 @@ static void run_parity(const char *fixture, int flow)
     assert_true(compared >= 20);
     assert_int_equal(failures, 0);
 
-    /* batch independence: image 1 alone gives the same outputs (sam2/medsam2 have no batch coupling) */
+    /* batch independence: the last image alone gives the same outputs (sam2/medsam2 have no batch coupling) */
     sb_model_output o1 = {0};
-    int64_t S = shp[2];
+    int64_t S = shp[2], last = B - 1;
     sb_prompts p1 = {0};
-    p1.boxes = boxes + 4;
-    assert_sb_ok(err, sb_model_forward(m, ctx, img + 3 * S * S, 1, &p1, NULL, &o1, &err));
-    cmp_stats st = compare_f32("batch-1 vs batch-2 low_res", o1.low_res, out.low_res + o1.low_h * o1.low_w,
+    p1.boxes = boxes + 4 * last;
+    assert_sb_ok(err, sb_model_forward(m, ctx, img + last * 3 * S * S, 1, &p1, NULL, &o1, &err));
+    cmp_stats st = compare_f32("batch-1 vs whole-batch low_res", o1.low_res, out.low_res + last * o1.low_h * o1.low_w,
                                (size_t)(o1.low_h * o1.low_w));
     assert_true(st.max_abs <= 1e-5 * st.max_ref + 1e-6);
     /* native-size output: nearest / bilinear to another size */
@@ -211,7 +211,7 @@ static void run_parity(const char *fixture, int flow)
     f2.out_h = 100;
     f2.out_w = 77;
     assert_sb_ok(err, sb_model_forward(m, ctx, img, B, &pr, &f2, &o1, &err));
-    st = compare_f32("batch-2 without dumps (per-image trunk) low_res", o1.low_res, out.low_res,
+    st = compare_f32("batch without dumps (per-image trunk) low_res", o1.low_res, out.low_res,
                      (size_t)(B * o1.low_h * o1.low_w));
     assert_true(st.max_abs <= 1e-5 * st.max_ref + 1e-6);
     assert_int_equal(o1.out_h, 100);
@@ -269,8 +269,33 @@ static void test_configs(void **state)
     assert_int_equal(c.stages[2], 7);
     assert_int_equal(c.global_att_blocks[0], 5);
     assert_int_equal(c.window_spec[2], 14);
-    /* the fixture JSON */
+    /* the fixture JSON loads; the values are checked on a copy of its layout
+     * (so the test does not depend on which tiny sizes the fixture uses) */
     assert_sb_ok(err, sb_sam2_config_load(&c, fixture_path("sam2_tiny_config.json"), &err));
+    const char *jp = temp_path("tiny_config.json");
+    FILE *jf = fopen(jp, "w");
+    assert_non_null(jf);
+    fputs("{\"variant\": \"sam2\", \"overrides\": {\"image_size\": 999},\n"
+          " \"full_model_cfg_after_overrides\": {\"_target_\": \"sam2.modeling.sam2_base.SAM2Base\",\n"
+          "  \"image_encoder\": {\"_target_\": \"x.ImageEncoder\", \"scalp\": 1,\n"
+          "   \"trunk\": {\"_target_\": \"sam2.modeling.backbones.hieradet_sam2.Hiera\", \"embed_dim\": 8,\n"
+          "    \"num_heads\": 1, \"stages\": [1, 2, 3, 1], \"global_att_blocks\": [4],\n"
+          "    \"window_pos_embed_bkg_spatial_size\": [7, 7], \"window_spec\": [8, 4, 4, 2]},\n"
+          "   \"neck\": {\"_target_\": \"x.FpnNeck\", \"position_encoding\": {\"_target_\": \"x.PositionEmbeddingSine\",\n"
+          "     \"num_pos_feats\": 32, \"normalize\": true, \"scale\": null, \"temperature\": 10000},\n"
+          "    \"d_model\": 32, \"backbone_channel_list\": [64, 32, 16, 8], \"fpn_top_down_levels\": [2, 3],\n"
+          "    \"fpn_interp_model\": \"nearest\"}},\n"
+          "  \"memory_encoder\": {\"out_dim\": 16, \"fuser\": {\"layer\": {\"layer_scale_init_value\": \"1e-6\"}}},\n"
+          "  \"image_size\": 192, \"directly_add_no_mem_embed\": true, \"use_high_res_features_in_sam\": true,\n"
+          "  \"iou_prediction_use_sigmoid\": true, \"pred_obj_scores\": true, \"pred_obj_scores_mlp\": true,\n"
+          "  \"sam_mask_decoder_extra_args\": {\"dynamic_multimask_via_stability\": true,\n"
+          "   \"dynamic_multimask_stability_delta\": 0.05, \"dynamic_multimask_stability_thresh\": 0.98}}}\n",
+          jf);
+    fclose(jf);
+    assert_sb_ok(err, sb_sam2_config_load(&c, jp, &err));
+    assert_int_equal(c.mem_enc_out_dim, 16);
+    assert_int_equal(c.dynamic_multimask, 1);
+    assert_int_equal(c.fpn_interp_nearest, 1);
     assert_int_equal(c.image_size, 192);
     assert_int_equal(c.embed_dim, 8);
     assert_int_equal(c.d_model, 32);

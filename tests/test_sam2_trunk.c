@@ -342,7 +342,17 @@ static void test_trunk_bad_windows(void **state)
     (void)state;
     sb_error err;
     sb_sam2_config cfg;
-    assert_sb_ok(err, sb_sam2_config_load(&cfg, fixture_path("sam2_tiny_config.json"), &err));
+    const char *p = temp_path("bad_windows.yaml");
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("model:\n  image_size: 192\n  image_encoder:\n    scalp: 1\n    trunk:\n"
+          "      _target_: sam2.modeling.backbones.hieradet_sam2.Hiera\n      embed_dim: 8\n"
+          "      stages: [1, 2, 3, 1]\n      global_att_blocks: [4]\n      window_spec: [8, 4, 4, 2]\n"
+          "      window_pos_embed_bkg_spatial_size: [7, 7]\n    neck:\n      d_model: 32\n"
+          "      backbone_channel_list: [64, 32, 16, 8]\n      position_encoding: {num_pos_feats: 32}\n",
+          f);
+    fclose(f);
+    assert_sb_ok(err, sb_sam2_config_load(&cfg, p, &err));
     cfg.window_spec[0] = 7; /* the 48x48 patch grid cannot tile a 7x7 pos_embed_window */
     sb_wbind wb;
     sb_wbind_init(&wb, NULL, 1);
