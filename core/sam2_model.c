@@ -519,6 +519,9 @@ static int sam2_create(sb_model *m, const sb_model_options *opt, sb_error *err)
         if (!(n->no_mem_embed = sb_wbind_get(&m->wb, "no_mem_embed", 3, sh, err)))
             return err->code;
     }
+    if (opt->flow == SB_FLOW_SAMED2 && (!n->trunk.adapter || !n->condition))
+        return sb_fail(err, SB_EUNSUPPORTED,
+                       "flow samed2: the temporal adapter and memory attention are not available in this build");
     int depth = n->trunk.n_blocks, ng = 0;
     for (int i = 0; i < depth; i++)
         ng += n->trunk.blk[i].window == 0;
