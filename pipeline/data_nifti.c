@@ -492,11 +492,15 @@ typedef struct {
     double lo, hi, mn, range;
 } iplan;
 
-/* The rule's constants for the n voxels of src; -1 when out of memory. */
+/* The rule's constants for the n voxels of src; -1 when out of memory, -2
+ * when a voxel is NaN or infinite (bad input, reported by the caller). */
 static int plan_make(const sb_dataset_spec *spec, const vsrc *src, int64_t n, iplan *p)
 {
     p->rule = spec->intensity;
     p->lo = p->hi = p->mn = p->range = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(vget(src, i)))
+            return -2;
     if (p->rule == SB_INTENSITY_NONE)
         return 0;
     if (p->rule == SB_INTENSITY_CT_WINDOW) {
@@ -601,7 +605,12 @@ int sb_data_load_msd(const dset *s, const dcase *c, sb_volume *v, sb_error *err)
     if (!isfinite(src.inter))
         src.inter = 0;
     iplan plan;
-    if (plan_make(sp, &src, nvox3, &plan) != 0) {
+    int prc = plan_make(sp, &src, nvox3, &plan);
+    if (prc == -2) {
+        rc = sb_fail(err, SB_ENUMERIC, "%s: NaN or infinite voxel values in channel %d", c->img[0], sp->channel);
+        goto done;
+    }
+    if (prc != 0) {
         rc = sb_fail(err, SB_ENOMEM, "%s: out of memory for the intensity percentiles", c->img[0]);
         goto done;
     }

@@ -426,6 +426,17 @@ static void test_bad_nifti(void **state)
     assert_sb_ok(err, sb_nifti_write(&lb, p, &err));
     sb_nifti_free(&im);
     sb_nifti_free(&lb);
+    /* a case with a NaN voxel */
+    assert_sb_ok(err, sb_nifti_init(&im, SB_NIFTI_FLOAT32, 3, di, NULL, &err));
+    assert_sb_ok(err, sb_nifti_init(&lb, SB_NIFTI_UINT8, 3, di, NULL, &err));
+    ((float *)im.data)[7] = NAN;
+    ((uint8_t *)lb.data)[7] = 1;
+    snprintf(p, sizeof p, "%s/imagesTr/spleen_006.nii.gz", t9);
+    assert_sb_ok(err, sb_nifti_write(&im, p, &err));
+    snprintf(p, sizeof p, "%s/labelsTr/spleen_006.nii.gz", t9);
+    assert_sb_ok(err, sb_nifti_write(&lb, p, &err));
+    sb_nifti_free(&im);
+    sb_nifti_free(&lb);
     /* and a case without a label file */
     snprintf(p, sizeof p, "%s/imagesTr/spleen_004.nii.gz", t9);
     sh("cp %s/imagesTr/spleen_003.nii.gz %s", t9, p);
@@ -435,7 +446,8 @@ static void test_bad_nifti(void **state)
                   "{\"image\": \"./imagesTr/spleen_002.nii.gz\", \"label\": \"./labelsTr/spleen_002.nii.gz\"},"
                   "{\"image\": \"./imagesTr/spleen_003.nii.gz\", \"label\": \"./labelsTr/spleen_003.nii.gz\"},"
                   "{\"image\": \"./imagesTr/spleen_004.nii.gz\", \"label\": \"./labelsTr/spleen_004.nii.gz\"},"
-                  "{\"image\": \"./imagesTr/spleen_005.nii.gz\", \"label\": \"./labelsTr/spleen_005.nii.gz\"}],"
+                  "{\"image\": \"./imagesTr/spleen_005.nii.gz\", \"label\": \"./labelsTr/spleen_005.nii.gz\"},"
+                  "{\"image\": \"./imagesTr/spleen_006.nii.gz\", \"label\": \"./labelsTr/spleen_006.nii.gz\"}],"
                   " \"test\": []}");
     /* Task10: a split file naming a case that does not exist (plus a real one) */
     char t10[1200];
@@ -463,8 +475,8 @@ static void test_bad_nifti(void **state)
             co = i;
     }
     assert_int_equal(sb_data_ncases(d, co), 1);
-    assert_int_equal(sb_data_ncases(d, sp), 3);
-    for (int c = 0; c < 3; c++) {
+    assert_int_equal(sb_data_ncases(d, sp), 4);
+    for (int c = 0; c < 4; c++) {
         sb_volume v;
         assert_int_not_equal(sb_data_load(d, sp, c, &v, &err), SB_OK);
         assert_null(v.rgb);
@@ -472,10 +484,11 @@ static void test_bad_nifti(void **state)
     assert_true(find_problem(d, "spleen_001", "labelsTr/spleen_001.nii.gz", ""));
     assert_true(find_problem(d, "spleen_002", "imagesTr/spleen_002.nii.gz", ""));
     assert_true(find_problem(d, "spleen_003", "labelsTr/spleen_003.nii.gz", "label is 10x9x3"));
+    assert_true(find_problem(d, "spleen_006", "imagesTr/spleen_006.nii.gz", "NaN or infinite"));
     sb_volume v;
     assert_sb_ok(err, sb_data_load(d, co, 0, &v, &err)); /* the rest goes on */
     sb_volume_free(&v);
-    assert_int_equal(sb_data_skipped_cases(d), 6);
+    assert_int_equal(sb_data_skipped_cases(d), 7);
     assert_int_equal(sb_data_skipped_datasets(d), 1);
     sb_data_free(d);
 
@@ -485,7 +498,7 @@ static void test_bad_nifti(void **state)
     int rc = run_sambench(&log, "prepare --manifest %s --out %s/shards", p, dir);
     if (rc != 0)
         fail_msg("prepare: %s", log);
-    assert_non_null(strstr(log, "skipped 6 cases, 1 datasets"));
+    assert_non_null(strstr(log, "skipped 7 cases, 1 datasets"));
     assert_non_null(strstr(log, "spleen_003"));
     free(log);
     /* nothing readable at all: exit status 2, every dataset listed as skipped */
