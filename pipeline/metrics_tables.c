@@ -5,9 +5,12 @@
  * the tables of DeepMind's surface-distance library (checked against its
  * values in tests/test_metrics_tables.c).
  */
+#pragma GCC optimize("fp-contract=off")
+
 #include "metrics.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 /*
@@ -199,15 +202,26 @@ static int code_triangles(int code, tri_normal *tris)
     return ntri;
 }
 
+/* The triangulation depends on the code only: derived once per process
+ * (immutable afterwards), then only scaled per spacing. */
+static tri_normal g_tris[256][16];
+static int g_ntris[256];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void build_triangles(void)
+{
+    for (int code = 0; code < 256; code++)
+        g_ntris[code] = code == 0 || code == 255 ? 0 : code_triangles(code, g_tris[code]);
+}
+
 void sb_metrics_table_3d(const double spacing[3], double table[256])
 {
-    tri_normal tris[16];
+    pthread_once(&g_once, build_triangles);
     for (int code = 0; code < 256; code++) {
-        int nt = code == 0 || code == 255 ? 0 : code_triangles(code, tris);
         double sum = 0.0;
-        for (int t = 0; t < nt; t++) {
-            double n[3] = {tris[t].n[0] * spacing[1] * spacing[2], tris[t].n[1] * spacing[0] * spacing[2],
-                           tris[t].n[2] * spacing[0] * spacing[1]};
+        for (int t = 0; t < g_ntris[code]; t++) {
+            const double *m = g_tris[code][t].n;
+            double n[3] = {m[0] * spacing[1] * spacing[2], m[1] * spacing[0] * spacing[2], m[2] * spacing[0] * spacing[1]};
             sum += norm3(n);
         }
         table[code] = sum;
