@@ -10,6 +10,7 @@
  */
 #include "sam2_internal.h"
 #include "sam_vit_internal.h" /* sb_sam_vit_model_init (sam/medsam flows, issue 6) */
+#include "samed2_internal.h"  /* sb_samed2_attach/detach (samed2 flow, issue 5) */
 
 #include <math.h>
 #include <stdarg.h>
@@ -192,6 +193,7 @@ static void sam2_net_free(void *p)
     sb_sam2_net *n = p;
     if (!n)
         return;
+    sb_samed2_detach(n);
     sb_hiera_release(&n->trunk);
     sb_fpn_neck_release(&n->neck);
     sb_prompt_encoder_release(&n->pe);
@@ -519,6 +521,8 @@ static int sam2_create(sb_model *m, const sb_model_options *opt, sb_error *err)
         if (!(n->no_mem_embed = sb_wbind_get(&m->wb, "no_mem_embed", 3, sh, err)))
             return err->code;
     }
+    if (opt->flow == SB_FLOW_SAMED2 && (rc = sb_samed2_attach(n, &m->wb, err)))
+        return rc;
     if (opt->flow == SB_FLOW_SAMED2 && (!n->trunk.adapter || !n->condition))
         return sb_fail(err, SB_EUNSUPPORTED,
                        "flow samed2: the temporal adapter and memory attention are not available in this build");

@@ -209,8 +209,11 @@ void sb_nhwc_to_nchw(sb_ctx *ctx, const float *x, int64_t B, int64_t H, int64_t 
  * max and sum, so no more than a block_q x block_k tile of scores exists per
  * worker. `bias`, if set, is called for every tile after scaling and must add
  * to scores[i*ld + j] the bias of query q0+i and key k0+j (SAM ViT's
- * decomposed relative position). Scratch comes from `scratch` (if not NULL,
- * so its peak measures the extra memory) or is malloc'ed.
+ * decomposed relative position); with a multi-threaded ctx it is called
+ * from several workers at once, on different tiles. Scratch comes from
+ * `scratch` (if not NULL, so its peak measures the extra memory) or is
+ * malloc'ed; sb_attention_scratch_bytes(args, sb_ctx_threads(ctx)) is the
+ * exact amount.
  */
 typedef void (*sb_attn_bias_fn)(void *arg, int64_t batch, int64_t head, int64_t q0, int64_t nq,
                                 int64_t k0, int64_t nk, float *scores, int64_t ld);
@@ -744,6 +747,93 @@ size_t sb_model_arena_peak(const sb_model *m);
 size_t sb_model_weight_bytes(const sb_model *m);
 
 /* END SECTION: models */
+
+/* ===================================================================== */
+/* SAMed-2: the confidence-driven memory bank (core/memory_bank.c)       */
+/* ===================================================================== */
+/* SECTION: samed2 */
+/*
+ * The bank the samed2 flow selects memories from and updates (MODEL.md 4).
+ * A read-only base (the loaded pkl, sb_bank, possibly placed in shared
+ * memory by the caller and never written) plus an overlay that holds only
+ * what this bank changed: the list order and the new entries. Two scopes:
+ *  - SB_BANK_GLOBAL: one bank carried across every batch of the run (the
+ *    published behaviour, MODEL.md 4.4; outputs depend on the order of all
+ *    batches);
+ *  - SB_BANK_VOLUME: sb_membank_begin_volume() returns it to the pristine
+ *    base, so a volume's outputs depend only on its own slices; many
+ *    volumes (ranks) share one base and each costs kilobytes plus its
+ *    replacements.
+ * Order codes: >= 0 is a base entry index, < 0 is -(1+slot) for an entry
+ * that an update inserted.
+ */
+enum sb_bank_scope { SB_BANK_GLOBAL = 0, SB_BANK_VOLUME = 1 };
+
+/* The base plus what every bank over it needs once: the norms of each
+ * entry's backbone features and maskmem features. The sb_bank is borrowed. */
+typedef struct sb_membank_base sb_membank_base;
+int sb_membank_base_create(sb_membank_base **out, const sb_bank *bank, sb_ctx *ctx, sb_error *err);
+void sb_membank_base_free(sb_membank_base *b);
+const sb_bank *sb_membank_base_bank(const sb_membank_base *b);
+
+typedef struct sb_membank sb_membank;
+/* base is borrowed and must outlive the bank. */
+int sb_membank_create(sb_membank **out, const sb_membank_base *base, int scope, sb_error *err);
+void sb_membank_free(sb_membank *mb);
+int sb_membank_scope(const sb_membank *mb);
+/* Volume scope: back to the pristine base; global scope: nothing. */
+void sb_membank_begin_volume(sb_membank *mb);
+/* Back to the pristine base whatever the scope. */
+void sb_membank_reset(sb_membank *mb);
+int64_t sb_membank_entries(const sb_membank *mb);
+/* The current order (sb_membank_entries codes, see above). */
+void sb_membank_order(const sb_membank *mb, int32_t *codes);
+/* Bytes the overlay holds (order + inserted entries). */
+size_t sb_membank_overlay_bytes(const sb_membank *mb);
+/* Entry at position pos of the current order as float32 (any output may be
+ * NULL): maskmem [C*H*W], mem_pos [C*H*W] (NCHW), iou. */
+void sb_membank_entry_f32(const sb_membank *mb, int64_t pos, float *maskmem, float *mem_pos,
+                          float *iou);
+/* Shapes: maskmem/pos are (C, H, W), backbone features feat_len long. */
+void sb_membank_shape(const sb_membank *mb, int64_t *C, int64_t *H, int64_t *W, int64_t *feat_len);
+
+/*
+ * Selection (MODEL.md 4.2): cur [B, len] are the current level-2 features
+ * flattened token-major ((y*W+x)*C + c), compared with the entries'
+ * channel-major backbone features (the reference's flatten mismatch, kept
+ * on purpose, MODEL.md 6.2): score[b,n] = max(0, cos) + sigmoid(iou_n).
+ * idx [B, k] gets the positions (in the current order) of the k best,
+ * best first (ties: lower position first); scores [B, N] may be NULL.
+ * Scratch from `a` if given.
+ */
+int sb_membank_select(const sb_membank *mb, sb_ctx *ctx, const float *cur, int64_t B, int64_t len,
+                      int64_t k, int32_t *idx, float *scores, sb_arena *a, sb_error *err);
+/*
+ * Update (MODEL.md 4.3), sequential over the batch: item b's maskmem
+ * (rounded to bf16 first, as the reference stores it) is compared with
+ * every entry's maskmem; if iou[b] > the most similar entry's iou, that
+ * entry is removed and the new one appended. maskmem/mem_pos [B, C*H*W]
+ * NCHW, iou [B], feat [B, feat_len] channel-major. replaced [B] (may be
+ * NULL): the position item b replaced, or -1. order_after [N] (may be
+ * NULL): for each position after the update, the position it had before,
+ * or -(b+1) for the entry of item b (the fixtures' bank_update/order_after).
+ * All allocation happens before the bank changes: an error leaves it as it was.
+ */
+int sb_membank_update(sb_membank *mb, const float *maskmem, const float *mem_pos,
+                      const float *iou, const float *feat, int64_t B, int32_t *replaced,
+                      int32_t *order_after, sb_error *err);
+
+/* The samed2 flow selects from and updates this bank (borrowed: it must
+ * outlive its use; the caller decides the scope and calls
+ * sb_membank_begin_volume). Error for other flows. */
+int sb_model_set_membank(sb_model *m, sb_membank *bank, sb_error *err);
+/* The bank decisions of the last samed2 forward: indices [B, k] (positions
+ * in the bank order the selection saw) and replaced [B] (position replaced
+ * by item b, or -1). Pointers valid until the next forward. */
+int sb_model_bank_decisions(const sb_model *m, int64_t *B, int64_t *k, const int32_t **indices,
+                            const int32_t **replaced);
+
+/* END SECTION: samed2 */
 
 /* ===================================================================== */
 /* Utilities                                                             */

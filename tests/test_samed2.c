@@ -1,0 +1,344 @@
+/*
+ * SAMed-2 at parity with the PyTorch reference (MODEL.md 1.5): the golden
+ * files samed2_step0.h5 then samed2_step1.h5 (the bank evolves between
+ * them) with samed2_tiny.pth and the public 6-entry bank. Every tensor the
+ * core computes is compared (max |c - r| <= 1e-4 max|r| + 1e-6), bank
+ * selections and orders exactly, binary masks except near the threshold.
+ * Also: the bank in isolation, the two scopes, and bad input.
+ */
+#include "util_parity.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    sb_weights *w;
+    sb_model *m;
+    sb_bank *bank;
+    sb_membank_base *base;
+    sb_ctx *ctx;
+} fixture_model;
+
+static void open_model(fixture_model *fm)
+{
+    sb_error err;
+    memset(fm, 0, sizeof *fm);
+    assert_sb_ok(err, sb_ctx_create(&fm->ctx, 0, &err));
+    assert_sb_ok(err, sb_weights_load(&fm->w, fixture_path("samed2_tiny.pth"), &err));
+    sb_model_options mo = {0};
+    mo.flow = SB_FLOW_SAMED2;
+    mo.config_path = fixture_path("samed2_tiny_config.json");
+    mo.weights = fm->w;
+    assert_sb_ok(err, sb_model_create(&fm->m, &mo, fm->ctx, &err));
+    assert_sb_ok(err, sb_bank_load(&fm->bank, fixture_path("memory_bank_list_6.pkl"), &err));
+    assert_sb_ok(err, sb_membank_base_create(&fm->base, fm->bank, fm->ctx, &err));
+}
+
+static void close_model(fixture_model *fm)
+{
+    sb_model_free(fm->m);
+    sb_membank_base_free(fm->base);
+    sb_bank_free(fm->bank);
+    sb_weights_free(fm->w);
+    sb_ctx_free(fm->ctx);
+}
+
+typedef struct {
+    float *img, *boxes;
+    int64_t B, S;
+} step_input;
+
+static void read_input(const char *fixture, step_input *in)
+{
+    sb_error err;
+    sb_h5 *f;
+    int nd;
+    int64_t shp[SB_MAX_DIMS];
+    assert_sb_ok(err, sb_h5_open(&f, fixture_path(fixture), SB_H5_READ, &err));
+    assert_sb_ok(err, sb_h5_read_f32(f, "input/image", &in->img, &nd, shp, &err));
+    in->B = shp[0];
+    in->S = shp[2];
+    assert_sb_ok(err, sb_h5_read_f32(f, "input/boxes", &in->boxes, &nd, shp, &err));
+    sb_h5_close(f);
+}
+
+/* Runs one golden step on the model with bank mb and compares everything. */
+static void run_step(fixture_model *fm, sb_membank *mb, const char *fixture, sb_model_output *out)
+{
+    sb_error err;
+    step_input in;
+    read_input(fixture, &in);
+    dump_store ds = {0};
+    sb_forward_options fo;
+    sb_forward_options_default(&fo);
+    fo.dump = store_dump;
+    fo.dump_arg = &ds;
+    sb_prompts pr = {0};
+    pr.boxes = in.boxes;
+    assert_sb_ok(err, sb_model_set_membank(fm->m, mb, &err));
+    assert_sb_ok(err, sb_model_forward(fm->m, fm->ctx, in.img, in.B, &pr, &fo, out, &err));
+    sb_h5 *f;
+    assert_sb_ok(err, sb_h5_open(&f, fixture_path(fixture), SB_H5_READ, &err));
+    printf("%s (samed2 flow, batch %lld)\n", fixture, (long long)in.B);
+    int failures = 0, compared = 0;
+    for (int i = 0; i < 64; i++) {
+        char bn[64];
+        snprintf(bn, sizeof bn, "encoder/trunk/block_%02d", i);
+        compared += compare_tensor(f, &ds, bn, &failures);
+    }
+    const char *names[] = {
+        "encoder/trunk/patch_embed", "encoder/trunk/pos_embed", "encoder/trunk/out_0",
+        "encoder/trunk/out_1", "encoder/trunk/out_2", "encoder/trunk/out_3", "encoder/backbone_fpn_0",
+        "encoder/backbone_fpn_1", "encoder/backbone_fpn_2", "encoder/vision_pos_enc_2",
+        "forward_image/backbone_fpn_0", "forward_image/backbone_fpn_1", "forward_image/backbone_fpn_2",
+        "memory_select/combined_scores", "memory_attention/curr", "memory_attention/curr_pos",
+        "memory_attention/memory", "memory_attention/memory_pos", "memory_attention/output",
+        "prompt_encoder/sparse", "mask_decoder/image_embeddings", "mask_decoder/all_masks",
+        "mask_decoder/all_iou", "mask_decoder/low_res_masks", "mask_decoder/iou_pred", "logits/final",
+        "memory_encoder/pix_feat", "memory_encoder/mask_in", "memory_encoder/vision_features",
+        "memory_encoder/vision_pos_enc", "bank_update/maskmem_features_in", "bank_update/ious_in",
+        "bank_update/backbone_features_in"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        compared += compare_tensor(f, &ds, names[i], &failures);
+    compared += compare_exact(f, &ds, "memory_select/indices", &failures);
+    compared += compare_exact(f, &ds, "bank_update/order_after", &failures);
+    compared += check_binary(f, &ds, "logits/final", &failures);
+    printf("  compared %d tensors, %d failures\n", compared, failures);
+    assert_true(compared >= 30); /* per-block tensors exist in step 0 only */
+    assert_int_equal(failures, 0);
+
+    /* the bank after the step equals the golden bank_after tensors */
+    float *ref_mm, *ref_pos, *ref_iou;
+    int nd;
+    int64_t shp[SB_MAX_DIMS];
+    assert_sb_ok(err, sb_h5_read_f32(f, "bank_after/maskmem_features", &ref_mm, &nd, shp, &err));
+    assert_sb_ok(err, sb_h5_read_f32(f, "bank_after/maskmem_pos_enc", &ref_pos, &nd, shp, &err));
+    assert_sb_ok(err, sb_h5_read_f32(f, "bank_after/iou", &ref_iou, &nd, shp, &err));
+    int64_t N = sb_membank_entries(mb), chw;
+    int64_t C, H, W, fl;
+    sb_membank_shape(mb, &C, &H, &W, &fl);
+    chw = C * H * W;
+    float *mm = malloc((size_t)chw * sizeof(float)), *pp = malloc((size_t)chw * sizeof(float));
+    /* New entries are stored in bf16 (MODEL.md 4.3): a value computed 1e-6
+     * away from the reference may round to the neighbouring bf16 value, so
+     * each element may be off by one bf16 ulp of the reference, no more. */
+    size_t flips = 0;
+    for (int64_t i = 0; i < N; i++) {
+        float iou;
+        sb_membank_entry_f32(mb, i, mm, pp, &iou);
+        const float *rm = ref_mm + i * chw, *rp = ref_pos + i * chw;
+        for (int64_t e = 0; e < chw; e++) {
+            double r = rm[e], ulp = r == 0 ? 0 : ldexp(1.0, ilogb(r) - 7);
+            if (mm[e] != rm[e]) {
+                flips++;
+                if (fabs(mm[e] - r) > ulp)
+                    fail_msg("bank entry %lld element %lld: %g vs reference %g (more than one bf16 ulp)",
+                             (long long)i, (long long)e, mm[e], r);
+            }
+            if (pp[e] != rp[e])
+                fail_msg("bank entry %lld pos element %lld differs", (long long)i, (long long)e);
+        }
+        assert_true(fabs(iou - ref_iou[i]) <= 1e-4 * fabs(ref_iou[i]) + 1e-6);
+    }
+    printf("  bank_after: %lld entries, %zu maskmem values one bf16 ulp from the reference\n", (long long)N,
+           flips);
+    free(mm);
+    free(pp);
+    free(ref_mm);
+    free(ref_pos);
+    free(ref_iou);
+    sb_h5_close(f);
+    store_free(&ds);
+    free(in.img);
+    free(in.boxes);
+}
+
+static void test_samed2_parity(void **state)
+{
+    (void)state;
+    fixture_model fm;
+    open_model(&fm);
+    sb_error err;
+    sb_membank *mb;
+    assert_sb_ok(err, sb_membank_create(&mb, fm.base, SB_BANK_GLOBAL, &err));
+    sb_model_output out = {0};
+    run_step(&fm, mb, "samed2_step0.h5", &out);
+    run_step(&fm, mb, "samed2_step1.h5", &out); /* the bank carried over (global scope) */
+    sb_model_output_free(&out);
+    sb_membank_free(mb);
+    close_model(&fm);
+}
+
+/* Runs a step without dumps; returns the low-res logits (malloc'ed). */
+static float *plain_step(fixture_model *fm, sb_membank *mb, const char *fixture, int64_t *n)
+{
+    sb_error err;
+    step_input in;
+    read_input(fixture, &in);
+    sb_prompts pr = {0};
+    pr.boxes = in.boxes;
+    sb_model_output out = {0};
+    assert_sb_ok(err, sb_model_set_membank(fm->m, mb, &err));
+    assert_sb_ok(err, sb_model_forward(fm->m, fm->ctx, in.img, in.B, &pr, NULL, &out, &err));
+    *n = out.B * out.low_h * out.low_w;
+    float *r = malloc((size_t)*n * sizeof(float));
+    memcpy(r, out.low_res, (size_t)*n * sizeof(float));
+    sb_model_output_free(&out);
+    free(in.img);
+    free(in.boxes);
+    return r;
+}
+
+static uint64_t bank_checksum(const sb_bank *b)
+{
+    uint64_t h = 1469598103934665603ULL;
+    size_t es = b->mem_dtype == SB_DT_BF16 ? 2 : 4, fs = b->feat_dtype == SB_DT_BF16 ? 2 : 4;
+    for (int64_t i = 0; i < b->n; i++) {
+        const unsigned char *p = b->maskmem[i];
+        for (size_t k = 0; k < (size_t)(b->C * b->H * b->W) * es; k++)
+            h = (h ^ p[k]) * 1099511628211ULL;
+        p = b->feat[i];
+        for (size_t k = 0; k < (size_t)b->feat_len * fs; k++)
+            h = (h ^ p[k]) * 1099511628211ULL;
+        h ^= (uint64_t)(b->iou[i] * 1e6f);
+    }
+    return h;
+}
+
+/* Volume scope = global scope started from the pristine bank; volumes that
+ * share one base never see each other's updates; the base is never written. */
+static void test_scopes(void **state)
+{
+    (void)state;
+    fixture_model fm;
+    open_model(&fm);
+    sb_error err;
+    uint64_t sum0 = bank_checksum(fm.bank);
+    sb_membank *g, *v1, *v2;
+    assert_sb_ok(err, sb_membank_create(&g, fm.base, SB_BANK_GLOBAL, &err));
+    assert_sb_ok(err, sb_membank_create(&v1, fm.base, SB_BANK_VOLUME, &err));
+    assert_sb_ok(err, sb_membank_create(&v2, fm.base, SB_BANK_VOLUME, &err));
+    int64_t n, n2;
+    /* global: step0 then step1 on the evolving bank */
+    float *g0 = plain_step(&fm, g, "samed2_step0.h5", &n);
+    float *g1 = plain_step(&fm, g, "samed2_step1.h5", &n);
+    /* volume 1 = slices 0-1 then 2-3 of one volume: identical to global from pristine */
+    sb_membank_begin_volume(v1);
+    float *a0 = plain_step(&fm, v1, "samed2_step0.h5", &n2);
+    float *a1 = plain_step(&fm, v1, "samed2_step1.h5", &n2);
+    assert_int_equal(n, n2);
+    assert_memory_equal(g0, a0, (size_t)n * sizeof(float));
+    assert_memory_equal(g1, a1, (size_t)n * sizeof(float));
+    /* volume 2 shares the base: pristine order, no overlay entries, same outputs */
+    int32_t order[6];
+    sb_membank_order(v2, order);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(order[i], i);
+    sb_membank_order(v1, order); /* v1 replaced an entry in step 1 (inventory.json: 0,1,2,3,5,-1) */
+    assert_true(order[5] < 0);
+    float *b0 = plain_step(&fm, v2, "samed2_step0.h5", &n2);
+    assert_memory_equal(g0, b0, (size_t)n * sizeof(float));
+    /* a new volume on v1 starts from the pristine bank again */
+    sb_membank_begin_volume(v1);
+    sb_membank_order(v1, order);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(order[i], i);
+    float *c1 = plain_step(&fm, v1, "samed2_step1.h5", &n2);
+    float *h1 = NULL;
+    { /* step1 straight from the pristine bank differs from step1 after step0 */
+        sb_membank *fresh;
+        assert_sb_ok(err, sb_membank_create(&fresh, fm.base, SB_BANK_GLOBAL, &err));
+        h1 = plain_step(&fm, fresh, "samed2_step1.h5", &n2);
+        sb_membank_free(fresh);
+    }
+    assert_memory_equal(c1, h1, (size_t)n * sizeof(float));
+    /* the global-scope bank does not reset at a volume boundary */
+    sb_membank_begin_volume(g);
+    sb_membank_order(g, order);
+    assert_true(order[5] < 0);
+    printf("  overlay bytes: global %zu, volume %zu\n", sb_membank_overlay_bytes(g), sb_membank_overlay_bytes(v2));
+    assert_true(bank_checksum(fm.bank) == sum0); /* the shared base is read-only */
+    int64_t B, k;
+    const int32_t *idx, *rep;
+    assert_sb_ok(err, sb_model_bank_decisions(fm.m, &B, &k, &idx, &rep));
+    assert_int_equal(B, 2);
+    assert_int_equal(k, 2);
+    free(g0); free(g1); free(a0); free(a1); free(b0); free(c1); free(h1);
+    sb_membank_free(g);
+    sb_membank_free(v1);
+    sb_membank_free(v2);
+    close_model(&fm);
+}
+
+/* Bad input: odd batch, no bank, NaN iou, oversized top-k, other flows. */
+static void test_errors(void **state)
+{
+    (void)state;
+    fixture_model fm;
+    open_model(&fm);
+    sb_error err;
+    step_input in;
+    read_input("samed2_step0.h5", &in);
+    sb_prompts pr = {0};
+    pr.boxes = in.boxes;
+    sb_model_output out = {0};
+    /* no bank */
+    assert_int_equal(sb_model_forward(fm.m, fm.ctx, in.img, 2, &pr, NULL, &out, &err), SB_EINVAL);
+    assert_non_null(strstr(err.msg, "memory bank"));
+    sb_membank *mb;
+    assert_sb_ok(err, sb_membank_create(&mb, fm.base, SB_BANK_GLOBAL, &err));
+    assert_sb_ok(err, sb_model_set_membank(fm.m, mb, &err));
+    /* odd batch: the temporal adapter pairs images (MODEL.md 2.2.5) */
+    int rc = sb_model_forward(fm.m, fm.ctx, in.img, 1, &pr, NULL, &out, &err);
+    assert_int_not_equal(rc, SB_OK);
+    printf("  odd batch: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "even"));
+    int32_t order[6];
+    sb_membank_order(mb, order);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(order[i], i); /* a failed forward leaves the bank alone */
+    /* update with a NaN iou is refused and changes nothing */
+    int64_t C, H, W, fl;
+    sb_membank_shape(mb, &C, &H, &W, &fl);
+    float *mm = calloc((size_t)(C * H * W), sizeof(float)), *feat = calloc((size_t)fl, sizeof(float));
+    float bad = NAN;
+    assert_int_equal(sb_membank_update(mb, mm, mm, &bad, feat, 1, NULL, NULL, &err), SB_ENUMERIC);
+    /* a selection of more memories than entries */
+    int32_t idx[16];
+    assert_int_equal(sb_membank_select(mb, fm.ctx, feat, 1, fl, 7, idx, NULL, NULL, &err), SB_EINVAL);
+    assert_int_equal(sb_membank_select(mb, fm.ctx, feat, 1, fl - 1, 2, idx, NULL, NULL, &err), SB_ESHAPE);
+    /* an update that always wins (iou 2 > any sigmoid output) replaces the most similar entry */
+    float good = 2.0f;
+    int32_t rep = -2, after[6];
+    for (int64_t i = 0; i < C * H * W; i++)
+        mm[i] = (float)(i % 7) - 3.0f;
+    assert_sb_ok(err, sb_membank_update(mb, mm, mm, &good, feat, 1, &rep, after, &err));
+    assert_true(rep >= 0 && rep < 6);
+    assert_int_equal(after[5], -1);
+    sb_membank_order(mb, order);
+    assert_true(order[5] < 0);
+    float iou_last;
+    sb_membank_entry_f32(mb, 5, NULL, NULL, &iou_last);
+    assert_true(iou_last == 2.0f);
+    /* other flows have no bank */
+    assert_int_equal(sb_model_set_membank(NULL, mb, &err), SB_EINVAL);
+    free(mm);
+    free(feat);
+    free(in.img);
+    free(in.boxes);
+    sb_model_output_free(&out);
+    sb_membank_free(mb);
+    close_model(&fm);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_samed2_parity),
+        cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
