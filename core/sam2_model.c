@@ -267,6 +267,10 @@ static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B
     sb_dump_fn dump = opt->dump;
     void *da = opt->dump_arg;
     int kept = sb_fpn_neck_levels_out(&n->neck);
+    if (m->flow == SB_FLOW_SAMED2 && (B & 1)) /* before any work or bank change */
+        return sb_fail(err, SB_EINVAL,
+                       "flow samed2: batch %lld is odd, but the temporal adapter pairs consecutive images (MODEL.md 2.2.5): batches must be even",
+                       (long long)B);
     int rc = SB_OK;
     size_t mark = sb_arena_mark(a);
 #define ALLOC(ptr, count, what)                                                                  \

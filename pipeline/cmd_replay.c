@@ -31,6 +31,20 @@ static const char *const sam2_outputs[] = {
     "prompt_encoder/sparse",  "mask_decoder/low_res_masks", "mask_decoder/iou_pred",
     "logits/final",           "output/binary_mask",         NULL};
 
+/* SAMed-2 (issue 5): the SAM2 outputs plus the memory path and bank decisions */
+static const char *const samed2_outputs[] = {
+    "encoder/backbone_fpn_0", "encoder/backbone_fpn_1", "encoder/backbone_fpn_2",
+    "prompt_encoder/sparse",  "mask_decoder/low_res_masks", "mask_decoder/iou_pred",
+    "logits/final",           "output/binary_mask",         "memory_select/indices",
+    "memory_attention/output", "memory_encoder/vision_features", "bank_update/order_after",
+    NULL};
+
+/* Index datasets, written as int32 like the golden files. */
+static int is_index_dataset(const char *name)
+{
+    return !strcmp(name, "memory_select/indices") || !strcmp(name, "bank_update/order_after");
+}
+
 /* SAM ViT-B / MedSAM ViT-B (issue 6): MedSAM.forward's outputs */
 static const char *const sam_vit_outputs[] = {
     "encoder/image_embeddings", "prompt_encoder/sparse", "mask_decoder/low_res_masks",
@@ -38,6 +52,7 @@ static const char *const sam_vit_outputs[] = {
     NULL};
 
 static const replay_flow replay_flows[] = {
+    {"samed2", SB_FLOW_SAMED2, samed2_outputs},
     {"sam2", SB_FLOW_SAM2, sam2_outputs},
     {"medsam2", SB_FLOW_MEDSAM2, sam2_outputs},
     {"sam", SB_FLOW_SAM, sam_vit_outputs},
@@ -47,7 +62,7 @@ static const replay_flow replay_flows[] = {
 static void replay_usage(FILE *f)
 {
     fprintf(f, "usage: sambench replay --flow FLOW --model-config CFG --checkpoint CKPT --output-dir DIR\n"
-               "                      [--threads T] STEP.h5 [STEP.h5 ...]\n\n"
+               "                      [--memory-bank PKL] [--threads T] STEP.h5 [STEP.h5 ...]\n\n"
                "Runs the flow on input/image and input/boxes of each golden-format HDF5 file (one batch per\n"
                "file) and writes DIR/<same file name> with the outputs under the golden names and layouts:\n");
     for (size_t i = 0; i < sizeof replay_flows / sizeof replay_flows[0]; i++) {
@@ -56,6 +71,8 @@ static void replay_usage(FILE *f)
             fprintf(f, " %s", *o);
         fprintf(f, "\n");
     }
+    fprintf(f, "--memory-bank (samed2, required): the bank is loaded once and carried from one file to\n"
+               "the next in the order given (global scope, as the published validation loop does).\n");
 }
 
 typedef struct {
@@ -286,8 +303,24 @@ static int replay_one(const replay_flow *rf, sb_model *m, sb_ctx *ctx, const cha
             rc = sb_fail(err, SB_EKEY, "%s: the %s flow produced no %s", in_path, rf->name, *o);
             goto done;
         }
-        if ((rc = sb_h5_write_f32(out, *o, cap.data[k], cap.ndim[k], cap.shape[k], err)))
+        if (is_index_dataset(*o)) {
+            int64_t n = 1;
+            for (int d = 0; d < cap.ndim[k]; d++)
+                n *= cap.shape[k][d];
+            int32_t *iv = malloc((size_t)(n > 0 ? n : 1) * sizeof *iv);
+            if (!iv) {
+                rc = sb_fail(err, SB_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            for (int64_t i = 0; i < n; i++)
+                iv[i] = (int32_t)cap.data[k][i];
+            rc = sb_h5_write_i32(out, *o, iv, cap.ndim[k], cap.shape[k], err);
+            free(iv);
+            if (rc)
+                goto done;
+        } else if ((rc = sb_h5_write_f32(out, *o, cap.data[k], cap.ndim[k], cap.shape[k], err))) {
             goto done;
+        }
     }
     sb_h5_close(out);
     out = NULL;
@@ -305,7 +338,7 @@ done:
 
 int cmd_replay(int argc, char **argv)
 {
-    const char *flow = NULL, *cfg = NULL, *ckpt = NULL, *outdir = NULL;
+    const char *flow = NULL, *cfg = NULL, *ckpt = NULL, *outdir = NULL, *bank_path = NULL;
     int threads = 0;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     int nf = 0;
@@ -328,6 +361,9 @@ int cmd_replay(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--output-dir") && v) {
             outdir = v;
+            i++;
+        } else if (!strcmp(a, "--memory-bank") && v) {
+            bank_path = v;
             i++;
         } else if (!strcmp(a, "--threads") && v) {
             char *e = NULL;
@@ -367,11 +403,20 @@ int cmd_replay(int argc, char **argv)
         free(files);
         return SB_EXIT_USAGE;
     }
+    if ((rf->flow == SB_FLOW_SAMED2) != (bank_path != NULL)) {
+        fprintf(stderr, "sambench replay: --memory-bank is %s for --flow %s\n",
+                bank_path ? "not used" : "required", rf->name);
+        free(files);
+        return SB_EXIT_USAGE;
+    }
     sb_error err;
     sb_error_clear(&err);
     sb_ctx *ctx = NULL;
     sb_weights *w = NULL;
     sb_model *m = NULL;
+    sb_bank *bank = NULL;
+    sb_membank_base *bank_base = NULL;
+    sb_membank *membank = NULL;
     int rc = sb_ctx_create(&ctx, threads > 0 ? threads : sb_default_threads(1), &err);
     if (!rc)
         rc = sb_weights_load(&w, ckpt, &err);
@@ -383,11 +428,23 @@ int cmd_replay(int argc, char **argv)
         mo.weights = w;
         rc = sb_model_create(&m, &mo, ctx, &err);
     }
+    if (!rc && bank_path) {
+        rc = sb_bank_load(&bank, bank_path, &err);
+        if (!rc)
+            rc = sb_membank_base_create(&bank_base, bank, ctx, &err);
+        if (!rc)
+            rc = sb_membank_create(&membank, bank_base, SB_BANK_GLOBAL, &err);
+        if (!rc)
+            rc = sb_model_set_membank(m, membank, &err);
+    }
     if (!rc)
         rc = mkdir_p(outdir, &err);
     for (int i = 0; !rc && i < nf; i++)
         rc = replay_one(rf, m, ctx, files[i], outdir, &err);
     sb_model_free(m);
+    sb_membank_free(membank);
+    sb_membank_base_free(bank_base);
+    sb_bank_free(bank);
     sb_weights_free(w);
     sb_ctx_free(ctx);
     free(files);

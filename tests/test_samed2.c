@@ -333,12 +333,88 @@ static void test_errors(void **state)
     close_model(&fm);
 }
 
+/* sambench replay --flow samed2: the bank carried from file to file, the
+ * outputs under the golden names, indices as int32, exit 2 on bad input. */
+static void test_replay_cli(void **state)
+{
+    (void)state;
+    const char *dir = temp_path("replay_samed2");
+    char *out = NULL;
+    int rc = run_sambench(&out,
+                          "replay --flow samed2 --model-config %s --checkpoint %s --memory-bank %s "
+                          "--output-dir %s %s %s",
+                          fixture_path("samed2_tiny_config.json"), fixture_path("samed2_tiny.pth"),
+                          fixture_path("memory_bank_list_6.pkl"), dir, fixture_path("samed2_step0.h5"),
+                          fixture_path("samed2_step1.h5"));
+    if (rc != 0)
+        fail_msg("replay failed (%d): %s", rc, out ? out : "");
+    free(out);
+    const char *steps[] = {"samed2_step0.h5", "samed2_step1.h5"};
+    for (int s = 0; s < 2; s++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, steps[s]);
+        sb_error err;
+        sb_h5 *got, *ref;
+        assert_sb_ok(err, sb_h5_open(&got, path, SB_H5_READ, &err));
+        assert_sb_ok(err, sb_h5_open(&ref, fixture_path(steps[s]), SB_H5_READ, &err));
+        const char *names[] = {"encoder/backbone_fpn_0", "encoder/backbone_fpn_2", "prompt_encoder/sparse",
+                               "mask_decoder/low_res_masks", "mask_decoder/iou_pred", "logits/final",
+                               "memory_attention/output", "memory_encoder/vision_features"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            float *a, *b;
+            int nd1, nd2;
+            int64_t s1[SB_MAX_DIMS], s2[SB_MAX_DIMS];
+            assert_sb_ok(err, sb_h5_read_f32(got, names[i], &a, &nd1, s1, &err));
+            assert_sb_ok(err, sb_h5_read_f32(ref, names[i], &b, &nd2, s2, &err));
+            assert_int_equal(nd1, nd2);
+            size_t n = 1;
+            for (int d = 0; d < nd1; d++) {
+                assert_int_equal(s1[d], s2[d]);
+                n *= (size_t)s1[d];
+            }
+            cmp_stats st = compare_f32(names[i], a, b, n);
+            assert_true(st.max_abs <= 1e-4 * st.max_ref + 1e-6);
+            free(a);
+            free(b);
+        }
+        const char *exact[] = {"memory_select/indices", "bank_update/order_after"};
+        for (int i = 0; i < 2; i++) {
+            int32_t *a, *b;
+            int nd1, nd2;
+            int64_t s1[SB_MAX_DIMS], s2[SB_MAX_DIMS];
+            assert_sb_ok(err, sb_h5_read_i32(got, exact[i], &a, &nd1, s1, &err));
+            assert_sb_ok(err, sb_h5_read_i32(ref, exact[i], &b, &nd2, s2, &err));
+            assert_int_equal(s1[0], s2[0]);
+            assert_memory_equal(a, b, (size_t)(s1[0] * (nd1 > 1 ? s1[1] : 1)) * sizeof(int32_t));
+            free(a);
+            free(b);
+        }
+        sb_h5_close(got);
+        sb_h5_close(ref);
+    }
+    /* samed2 without a bank, or a bank for another flow: usage error */
+    rc = run_sambench(&out, "replay --flow samed2 --model-config %s --checkpoint %s --output-dir %s %s",
+                      fixture_path("samed2_tiny_config.json"), fixture_path("samed2_tiny.pth"), dir,
+                      fixture_path("samed2_step0.h5"));
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "--memory-bank"));
+    free(out);
+    /* a bank whose shapes do not fit the model: one line naming the problem, exit 2 */
+    rc = run_sambench(&out, "replay --flow samed2 --model-config %s --checkpoint %s --memory-bank %s --output-dir %s %s",
+                      fixture_path("samed2_tiny_config.json"), fixture_path("samed2_tiny.pth"),
+                      fixture_path("sam2_tiny.pth"), dir, fixture_path("samed2_step0.h5"));
+    assert_int_equal(rc, 2);
+    printf("  wrong bank file: %s", out);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_samed2_parity),
         cmocka_unit_test(test_scopes),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_replay_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
