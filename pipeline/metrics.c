@@ -936,7 +936,9 @@ void sb_metrics_from_record(const sb_metrics_record *rec, int empty_policy, int 
     v->iou = (double)rec->tp / (double)(rec->tp + rec->fp + rec->fn);
     if (gt_empty || pred_empty) {
         v->nsd = rec->has_nsd ? 0.0 : NAN;
-        v->hd95 = v->hd100 = v->assd = rec->has_distances ? INFINITY : NAN;
+        v->hd95 = v->hd100 = rec->has_distances ? INFINITY : NAN;
+        /* DeepMind: the mean of an infinite and an undefined (0/0) average */
+        v->assd = NAN;
         return;
     }
     v->nsd = rec->has_nsd

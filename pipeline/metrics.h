@@ -105,7 +105,8 @@ typedef struct sb_metrics_values {
 
 /*
  * Values from a record under a policy.
- *  - Exactly one mask empty: dice = iou = nsd = 0, hd95 = hd100 = assd = +inf.
+ *  - Exactly one mask empty: dice = iou = nsd = 0, hd95 = hd100 = +inf, assd =
+ *    NaN (as DeepMind: mean of an infinite and an undefined 0/0 average).
  *  - Both empty: dice, iou, nsd = NaN / 1 / 0 by policy; hd95, hd100, assd =
  *    0 under SB_EMPTY_ONE, NaN otherwise.
  *  - nsd_policy SB_NSD_MEDSAM: nsd = 0 when dice <= 0.2.

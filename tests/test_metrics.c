@@ -761,7 +761,7 @@ static void test_policies(void **state)
     r.gt_surface = 3;
     for (int pol = 0; pol < 3; pol++) {
         sb_metrics_from_record(&r, pol, SB_NSD_PLAIN, &v);
-        assert_true(v.dice == 0 && v.iou == 0 && v.nsd == 0 && isinf(v.hd95) && isinf(v.assd));
+        assert_true(v.dice == 0 && v.iou == 0 && v.nsd == 0 && isinf(v.hd95) && isnan(v.assd));
     }
     /* medsam: NSD zeroed when Dice <= 0.2 */
     memset(&r, 0, sizeof r);
