@@ -19,7 +19,7 @@ typedef struct sb_adapter_w {
 typedef struct sb_temporal_adapters {
     int n_blocks;
     sb_adapter_w blk[SB_CFG_MAX_BLOCKS];
-    sb_modprof *mp; /* set per forward (FLOP accounting), may be NULL */
+    double flops; /* FLOPs since the last take (the trunk's hook has no profile) */
 } sb_temporal_adapters;
 
 int sb_temporal_adapters_init(sb_temporal_adapters *ta, const sb_sam2_config *cfg,

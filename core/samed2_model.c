@@ -94,6 +94,12 @@ static int samed2_condition(void *arg, sb_ctx *ctx, float *feat, const float *po
         TAKE(dpos, B * M * Cm, "samed2 memory dump");
     }
 #undef TAKE
+    /* the adapters ran inside the trunk's blocks (their time is counted
+     * there); their FLOPs are reported as a module of their own */
+    sb_modprof_begin(mp, "temporal_adapters");
+    sb_modprof_flops(mp, s->ta.flops);
+    s->ta.flops = 0;
+    sb_modprof_end(mp);
     sb_modprof_begin(mp, "memory_select");
     rc = sb_membank_select(s->bank, ctx, feat, B, HW * C, k, s->last_idx, scores, a, err);
     sb_modprof_flops(mp, 2.0 * (double)B * (double)N * (double)(HW * C));

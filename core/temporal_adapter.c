@@ -81,10 +81,9 @@ int sb_temporal_adapter_hook(void *arg, int block, float *a, int64_t first, int6
     sb_gelu(ctx, c, T * ch); /* GELU after the conv, nothing between down and conv */
     sb_linear(ctx, c, T, ch, wt->up_w, wt->up_b, C, t);
     sb_add(ctx, a, t, T * C);
-    if (ta->mp) {
-        double flops = sb_flops_linear(T, C, ch) * 2.0 + 2.0 * (double)T * ch * ch * 27.0;
-        sb_modprof_flops(ta->mp, flops);
-    }
+    if (block == 0 && first == 0) /* a new forward (or a retried one) starts counting afresh */
+        ta->flops = 0;
+    ta->flops += sb_flops_linear(T, C, ch) * 2.0 + 2.0 * (double)T * ch * ch * 27.0;
     sb_arena_reset(scratch, mark);
     return SB_OK;
 }
