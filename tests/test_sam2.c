@@ -473,6 +473,21 @@ static void test_replay_cli(void **state)
     free(out);
     assert_int_equal(run_sambench(&out, "replay --flow sam2"), 2);
     free(out);
+    /* bench-model on the tiny config: the JSON keys the issue names, with sane values */
+    assert_int_equal(run_sambench(&out, "bench-model --flow medsam2 --model-config %s --random-weights --batch 2 "
+                                        "--reps 1 --threads 1 --format json",
+                                  fixture_path("sam2_tiny_config.json")),
+                     0);
+    const char *keys[] = {"\"seconds_per_image\": ", "\"gflop_per_image\": ", "\"sgemm_peak_gflops\": ",
+                          "\"efficiency\": ", "\"peak_rss_mb\": "};
+    for (int i = 0; i < 5; i++) {
+        const char *k = strstr(out, keys[i]);
+        assert_non_null(k);
+        assert_true(strtod(k + strlen(keys[i]), NULL) > 0);
+    }
+    assert_non_null(strstr(out, "\"modules\": {\"patch_embed\": "));
+    assert_non_null(strstr(out, "\"block_06\": "));
+    free(out);
     assert_int_equal(run_sambench(&out, "bench-model --flow sam2 --batch 0 --reps 1 --random-weights"), 2);
     free(out);
     assert_int_equal(run_sambench(&out, "bench-model --flow sam2 --batch 1 --reps 1"), 2);
