@@ -373,6 +373,7 @@ static int merge_and_report(const run_args *a, const sb_units *units, uint64_t f
     }
     if (rc == SB_OK) {
         sb_recs_sort(&recs);
+        sb_batches_sort(&b);
         snprintf(path, sizeof path, "%s/results.h5", a->out);
         rc = sb_results_write(path, &recs, &b, prov, err);
     }
@@ -456,7 +457,7 @@ int cmd_run(int argc, char **argv)
     else
         rc = sb_units_medbank(&units, a.medbank, a.split, a.protocol, &err);
     sb_run_model *model = NULL;
-    sb_model_opts mo = {a.model, a.model_config, a.checkpoint, a.memory_bank, threads};
+    sb_model_opts mo = {a.model, a.model_config, a.checkpoint, a.memory_bank, threads, a.protocol};
     if (rc == SB_OK)
         rc = sb_run_model_create(&model, &mo, &err);
     sb_ctx *ctx = NULL;

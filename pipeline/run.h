@@ -75,6 +75,8 @@ sb_batch_rec *sb_batches_push(sb_batches *b);
 void sb_batches_free(sb_batches *b);
 /* Sorts by (dataset, case, slice), case records (slice -1) first. */
 void sb_recs_sort(sb_recs *r);
+/* Sorts by (dataset, batch). */
+void sb_batches_sort(sb_batches *b);
 
 /* Derived metrics under an empty-mask policy. */
 double sb_rec_dice(const sb_rec *r, int empty_policy);
@@ -150,6 +152,7 @@ struct sb_run_model {
 typedef struct {
     const char *model, *model_config, *checkpoint, *memory_bank;
     int threads;
+    int protocol; /* SB_PROTO_*: reference wants the flow's own S x S logits and one bank per dataset */
 } sb_model_opts;
 int sb_run_model_create(sb_run_model **out, const sb_model_opts *o, sb_error *err);
 void sb_run_model_free(sb_run_model *m);
