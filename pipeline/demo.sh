@@ -25,12 +25,19 @@ cat "$work/box.tables.md"
 echo
 echo "The 'box' baseline has no weights: its Dice is what a filled prompt box scores (a lower bound);"
 echo "published Dice columns show n/a because no paper model ran."
-if "$bin" run --model samed2 --medbank "$work/data/MedBank" --out "$work/samed2-probe" --progress 0 \
-    >/dev/null 2>"$work/samed2-probe.err"; then
-    echo "(a tiny random-weight SAMed-2 also ran: $work/samed2-probe; random weights give meaningless Dice)"
+echo
+fx=$(cd "$(dirname "$0")/../tests/fixtures" && pwd)
+echo "== 4. a tiny SAMed-2 with RANDOM weights (the fixture config, 6-entry memory bank), 2 ranks:"
+echo "   mpirun -np 2 sambench run --model samed2 --model-config samed2_tiny_config.json --memory-bank memory_bank_list_6.pkl ..."
+if mpirun -np 2 --bind-to none "$bin" run --model samed2 --model-config "$fx/samed2_tiny_config.json" \
+    --memory-bank "$fx/memory_bank_list_6.pkl" --medbank "$work/data/MedBank" --out "$work/samed2-random" \
+    --progress 5 >"$work/samed2.tables.md" 2>"$work/samed2.err"; then
+    sed -n '/## Per modality/,$p' "$work/samed2.tables.md"
+    echo
+    echo "RANDOM WEIGHTS: these Dice values are meaningless; they only show the SAMed-2 flow (memory"
+    echo "bank per volume, batches, journals, tables) running end to end over MPI ranks."
 else
-    echo "SAMed-2 and the other inference cores are not wired into 'sambench run' in this build:"
-    sed 's/^/  /' "$work/samed2-probe.err"
+    echo "tiny SAMed-2 run failed:"; sed 's/^/  /' "$work/samed2.err"
 fi
 cat <<EOT
 
