@@ -737,7 +737,8 @@ void sb_model_output_free(sb_model_output *o);
 /* Runs the flow on a batch. images [B,3,S,S]; prompts: boxes (the flows)
  * and/or points. Fills *out (allocating or reusing its buffers). The
  * activations live in an arena planned on the first call for a batch size
- * and reused afterwards. */
+ * (that call may run twice if its estimate was short) and reused
+ * afterwards; one forward at a time per model (use one model per thread). */
 int sb_model_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B,
                      const sb_prompts *prompts, const sb_forward_options *opt,
                      sb_model_output *out, sb_error *err);
