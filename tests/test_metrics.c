@@ -553,7 +553,7 @@ static void test_random_vs_reference_2d(void **state)
     sb_error err;
     assert_sb_ok(err, sb_ctx_create(&ctx, 2, &err));
     for (int t = 0; t < 24; t++) {
-        int64_t dims[2] = {3 + (int64_t)(rnd() % 30), 3 + (int64_t)(rnd() % 30)};
+        int64_t dims[2] = {1 + (int64_t)(rnd() % 32), 1 + (int64_t)(rnd() % 32)};
         double sp[2] = {1, 1};
         if (t % 2)
             for (int a = 0; a < 2; a++)
@@ -581,8 +581,9 @@ static void test_random_vs_reference_3d(void **state)
     sb_ctx *ctx = NULL;
     sb_error err;
     assert_sb_ok(err, sb_ctx_create(&ctx, 2, &err));
-    for (int t = 0; t < 14; t++) {
-        int64_t dims[3] = {2 + (int64_t)(rnd() % 11), 2 + (int64_t)(rnd() % 11), 2 + (int64_t)(rnd() % 11)};
+    for (int t = 0; t < 18; t++) {
+        /* sizes from 1 (single-voxel-thick volumes) up */
+        int64_t dims[3] = {1 + (int64_t)(rnd() % 12), 1 + (int64_t)(rnd() % 12), 1 + (int64_t)(rnd() % 12)};
         double sp[3] = {1, 1, 1};
         if (t % 2)
             for (int a = 0; a < 3; a++)
