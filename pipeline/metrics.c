@@ -7,16 +7,16 @@
  *     the contiguous axis), the first and last foreground voxel;
  *  2. the corner grid ("shifted by half a voxel") restricted to the bounding
  *     box of both masks plus one corner (plus a margin for the NSD ball):
- *     a code map per mask (border codes only), built row by row from the
- *     four (3-D) or two (2-D) voxel rows around each corner row, and the
- *     list of surfels (box position, code);
+ *     per corner row, the codes from the four (3-D) or two (2-D) voxel rows
+ *     around it (vectorised), giving per mask the list of surfels (box
+ *     position, code) and a bitmap of the surfel corners;
  *  3. distances of each direction:
  *     - NSD only, small tolerance ball: each surfel looks for a surfel of the
  *       other mask at the offsets within the tolerance (the offsets tested
  *       with the same expression and <= as the distance transform);
- *     - otherwise the exact EDT of the other mask's surfels (metrics_edt.c)
- *       over the box of both surfaces (HD), or over the surfels' box grown
- *       by the tolerance (NSD only), read at the surfels;
+ *     - otherwise the exact EDT of the other mask's surfels (metrics_edt.c,
+ *       sb_edt_sq_at_bits) over the box of both surfaces (HD), or over the
+ *       surfels' box grown by the tolerance (NSD only), at the surfels;
  *  4. per direction, surfels sorted by (distance, area) and the sums and
  *     percentile computed in the order and with the summation numpy uses.
  *

@@ -148,11 +148,15 @@ int sb_edt_sq(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims
 
 /*
  * The same squared distances, but only at nq query voxels (linear C-layout
- * indices): out[i] = squared distance at query[i]. For 3-D with order
- * (2, 1, 0) (a NIfTI volume in DeepMind's axis order) it runs plane by
- * plane and keeps only the columns holding queries, so its memory is a few
- * planes plus (query columns x dims[0]) values instead of the whole box;
- * otherwise it runs sb_edt_sq on a temporary map.
+ * indices): out[i] = squared distance at query[i]; the same values (same
+ * expression, same minimum) as sb_edt_sq. The last pass is an outward
+ * search from each query along the last axis, stopped once the axis term
+ * alone reaches the best value. 3-D with order (2, 1, 0) (a NIfTI volume in
+ * DeepMind's axis order): the first two passes run plane by plane and keep
+ * only the columns holding queries (a few planes plus query columns x
+ * dims[0] values instead of the whole box). 2-D: the first pass is a binary
+ * search in per-line sorted feature lists (no box-sized array). Other
+ * cases: sb_edt_sq's passes on a temporary map.
  */
 int sb_edt_sq_at(sb_ctx *ctx, const uint8_t *feature, int ndim, const int64_t *dims,
                  const double *spacing, const int *order, const int64_t *query, int64_t nq,

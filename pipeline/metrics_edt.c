@@ -397,7 +397,7 @@ typedef struct {
     int64_t nq_cols;
     double *C;             /* B0 x nq_cols (plane-major) */
     double *planes;        /* per worker B1*B2 */
-    double *tf, *td, *z, *inv1, *inv0;
+    double *tf, *td, *z, *inv1;
     int32_t *v, *di;
     int64_t maxlen;
 } fused_job;
@@ -676,10 +676,9 @@ int sb_edt_sq_at_bits(sb_ctx *ctx, const uint64_t *bits, int64_t W, int ndim, co
     J.z = malloc(sizeof(double) * T * (L + 1));
     J.v = malloc(sizeof(int32_t) * T * L);
     J.di = malloc(sizeof(int32_t) * T * (size_t)J.B2);
-    J.inv0 = malloc(sizeof(double) * (size_t)J.B0);
     J.inv1 = malloc(sizeof(double) * (size_t)J.B1);
     int rc = SB_OK;
-    if (!cidx || !ineed || !J.planes || !J.tf || !J.td || !J.z || !J.v || !J.di || !J.inv0 || !J.inv1) {
+    if (!cidx || !ineed || !J.planes || !J.tf || !J.td || !J.z || !J.v || !J.di || !J.inv1) {
         rc = sb_fail(err, SB_ENOMEM, "distance transform: out of memory for plane buffers");
         goto done;
     }
@@ -701,9 +700,7 @@ int sb_edt_sq_at_bits(sb_ctx *ctx, const uint64_t *bits, int64_t W, int ndim, co
         rc = sb_fail(err, SB_ENOMEM, "distance transform: out of memory for %lld columns", (long long)ncols);
         goto done;
     }
-    J.inv0[0] = J.inv1[0] = 0.0;
-    for (int64_t i = 1; i < J.B0; i++)
-        J.inv0[i] = 1.0 / (2.0 * J.s0 * J.s0 * (double)i);
+    J.inv1[0] = 0.0;
     for (int64_t i = 1; i < J.B1; i++)
         J.inv1[i] = 1.0 / (2.0 * J.s1 * J.s1 * (double)i);
     sb_parallel_for(ctx, J.B0, 1, fused_planes, &J);
@@ -720,7 +717,6 @@ done:
     free(J.z);
     free(J.v);
     free(J.di);
-    free(J.inv0);
     free(J.inv1);
     free(J.C);
     return rc;
