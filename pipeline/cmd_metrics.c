@@ -138,18 +138,13 @@ static int load_nifti(const char *path, const char *label, mask_image *m, sb_err
         m->dims[a] = img.dim[a + 1];
         m->spacing[a] = img.pixdim[a + 1];
     }
-    m->mask = malloc((size_t)img.nvox);
-    if (!m->mask) {
-        sb_nifti_free(&img);
-        return sb_fail(err, SB_ENOMEM, "%s: out of memory for %lld voxels", path, (long long)img.nvox);
-    }
     fg_rule r = {label != NULL, label ? strtod(label, NULL) : 0, {0, 0}, 0};
     int scaled = img.scl_slope != 0.0 && isfinite(img.scl_slope) && isfinite(img.scl_inter) &&
                  !(img.scl_slope == 1.0 && img.scl_inter == 0.0);
     if (img.datatype == SB_NIFTI_UINT8 && !scaled) {
-        /* fast path: values 0..255 */
+        /* fast path: values 0..255, mapped in place (the image buffer becomes the mask) */
         int64_t hist[256] = {0};
-        const uint8_t *d = img.data;
+        uint8_t *d = img.data;
         for (int64_t i = 0; i < img.nvox; i++)
             hist[d[i]]++;
         uint8_t lut[256];
@@ -157,8 +152,15 @@ static int load_nifti(const char *path, const char *label, mask_image *m, sb_err
             if (hist[v] || v == 0)
                 rc = fg_value(&r, v, path, err, &lut[v]);
         for (int64_t i = 0; i < img.nvox && rc == SB_OK; i++)
-            m->mask[i] = lut[d[i]];
+            d[i] = lut[d[i]];
+        m->mask = d;
+        img.data = NULL;
     } else {
+        m->mask = malloc((size_t)img.nvox);
+        if (!m->mask) {
+            sb_nifti_free(&img);
+            return sb_fail(err, SB_ENOMEM, "%s: out of memory for %lld voxels", path, (long long)img.nvox);
+        }
         for (int64_t i = 0; i < img.nvox && rc == SB_OK; i++) {
             double v = sb_nifti_get(&img, i);
             if (scaled)
