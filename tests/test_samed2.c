@@ -408,6 +408,31 @@ static void test_replay_cli(void **state)
     free(out);
 }
 
+/* bench-model --flow samed2 with a synthetic bank written in the real
+ * format (tiny config so it runs in the test suite): JSON keys and values. */
+static void test_bench_model_cli(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    int rc = run_sambench(&out,
+                          "bench-model --flow samed2 --model-config %s --random-weights --batch 2 --reps 1 "
+                          "--threads 1 --bank-entries 5 --format json",
+                          fixture_path("samed2_tiny_config.json"));
+    if (rc != 0)
+        fail_msg("bench-model failed (%d): %s", rc, out ? out : "");
+    const char *keys[] = {"\"seconds_per_image\"", "\"gflop_per_image\"", "\"sgemm_peak_gflops\"",
+                          "\"efficiency\"", "\"peak_rss_mb\"", "\"modules\"", "\"bank_entries\": 5",
+                          "\"memory_attention\"", "\"temporal_adapters\"", "\"bank_update\""};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strstr(out, keys[i]))
+            fail_msg("bench-model JSON lacks %s:\n%s", keys[i], out);
+    free(out);
+    rc = run_sambench(&out, "bench-model --flow samed2 --model-config %s --random-weights --batch 2 --reps 1",
+                      fixture_path("samed2_tiny_config.json"));
+    assert_int_equal(rc, 2); /* a bank is required */
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_scopes),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_replay_cli),
+        cmocka_unit_test(test_bench_model_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
