@@ -8,134 +8,13 @@
  * Also: config reading (official YAMLs in configs/models, defaults, errors),
  * error paths of the model API, and batch independence.
  */
-#include "util_test.h"
+#include "util_parity.h"
 #include "../core/sam2_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    char name[96];
-    float *data;
-    int ndim;
-    int64_t shape[SB_MAX_DIMS];
-    size_t n;
-} dumped;
-
-typedef struct {
-    dumped *items;
-    int n, cap;
-} dump_store;
-
-static void store_dump(void *arg, const char *name, const float *data, int ndim, const int64_t *shape)
-{
-    dump_store *s = arg;
-    if (s->n == s->cap) {
-        s->cap = s->cap * 2 + 16;
-        s->items = realloc(s->items, (size_t)s->cap * sizeof(dumped));
-        assert_non_null(s->items);
-    }
-    dumped *d = &s->items[s->n++];
-    snprintf(d->name, sizeof d->name, "%s", name);
-    d->ndim = ndim;
-    d->n = 1;
-    for (int i = 0; i < ndim; i++) {
-        d->shape[i] = shape[i];
-        d->n *= (size_t)shape[i];
-    }
-    d->data = malloc(d->n * sizeof(float));
-    assert_non_null(d->data);
-    memcpy(d->data, data, d->n * sizeof(float));
-}
-
-static void store_free(dump_store *s)
-{
-    for (int i = 0; i < s->n; i++)
-        free(s->items[i].data);
-    free(s->items);
-    memset(s, 0, sizeof *s);
-}
-
-static const dumped *store_find(const dump_store *s, const char *name)
-{
-    for (int i = s->n - 1; i >= 0; i--)
-        if (strcmp(s->items[i].name, name) == 0)
-            return &s->items[i];
-    return NULL;
-}
-
-/* Compares one fixture tensor; returns 1 if compared. */
-static int compare_tensor(sb_h5 *f, const dump_store *s, const char *name, int *failures)
-{
-    if (!sb_h5_has(f, name))
-        return 0;
-    sb_error err;
-    float *ref = NULL;
-    int nd;
-    int64_t shp[SB_MAX_DIMS];
-    assert_sb_ok(err, sb_h5_read_f32(f, name, &ref, &nd, shp, &err));
-    const dumped *d = store_find(s, name);
-    if (!d) {
-        printf("  %-40s MISSING from the core's dumps\n", name);
-        (*failures)++;
-        free(ref);
-        return 1;
-    }
-    size_t n = 1;
-    for (int i = 0; i < nd; i++)
-        n *= (size_t)shp[i];
-    int same = d->ndim == nd && d->n == n;
-    for (int i = 0; same && i < nd; i++)
-        same = d->shape[i] == shp[i];
-    if (!same) {
-        printf("  %-40s SHAPE differs (core ndim %d, n %zu; ref ndim %d, n %zu)\n", name, d->ndim, d->n, nd, n);
-        (*failures)++;
-        free(ref);
-        return 1;
-    }
-    cmp_stats st = compare_f32(name, d->data, ref, n);
-    if (!(st.max_abs <= 1e-4 * st.max_ref + 1e-6)) {
-        printf("    -> over tolerance %.3e\n", 1e-4 * st.max_ref + 1e-6);
-        (*failures)++;
-    }
-    free(ref);
-    return 1;
-}
-
-static int check_binary(sb_h5 *f, const dump_store *s, int *failures)
-{
-    sb_error err;
-    float *ref = NULL, *logit = NULL;
-    int nd;
-    int64_t shp[SB_MAX_DIMS];
-    assert_sb_ok(err, sb_h5_read_f32(f, "output/binary_mask", &ref, &nd, shp, &err));
-    assert_sb_ok(err, sb_h5_read_f32(f, "logits/final", &logit, &nd, shp, &err));
-    const dumped *d = store_find(s, "output/binary_mask");
-    assert_non_null(d);
-    size_t n = d->n;
-    double mx = 0;
-    for (size_t i = 0; i < n; i++)
-        mx = fmax(mx, fabs(logit[i]));
-    size_t near = 0, bad = 0, diff = 0;
-    for (size_t i = 0; i < n; i++) {
-        int is_near = fabs(logit[i] - 0.5) < 1e-4 * mx;
-        near += is_near;
-        if (d->data[i] != ref[i]) {
-            diff++;
-            if (!is_near)
-                bad++;
-        }
-    }
-    printf("  %-40s n=%-9zu differing=%zu (near-threshold pixels %zu, differing elsewhere %zu)\n",
-           "output/binary_mask", n, diff, near, bad);
-    if (bad)
-        (*failures)++;
-    free(ref);
-    free(logit);
-    return 1;
-}
 
 static void run_parity(const char *fixture, int flow)
 {
@@ -187,7 +66,7 @@ static void run_parity(const char *fixture, int flow)
     }
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         compared += compare_tensor(f, &ds, names[i], &failures);
-    compared += check_binary(f, &ds, &failures);
+    compared += check_binary(f, &ds, "logits/final", &failures);
     /* the returned outputs equal the dumped ones */
     const dumped *lr = store_find(&ds, "mask_decoder/low_res_masks");
     assert_non_null(lr);
