@@ -358,7 +358,8 @@ static int merge_and_report(const run_args *a, const sb_units *units, uint64_t f
     size_t nkeys = 0, torn = 0;
     int rc = read_journals(jdir, fp, &recs, &b, &keys, &nkeys, &torn, err);
     if (rc == SB_OK) {
-        qsort(keys, nkeys, sizeof(char *), cmp_strp);
+        if (nkeys > 1)
+            qsort(keys, nkeys, sizeof(char *), cmp_strp);
         for (size_t i = 1; i < nkeys; i++)
             if (strcmp(keys[i - 1], keys[i]) == 0) {
                 rc = sb_fail(err, SB_EFORMAT, "%s: unit '%s' journaled twice", jdir, keys[i]);
@@ -534,7 +535,8 @@ int cmd_run(int argc, char **argv)
             MPI_Finalize();
             return SB_EXIT_USAGE;
         }
-        qsort(done, ndone, sizeof(char *), cmp_strp);
+        if (ndone > 1)
+            qsort(done, ndone, sizeof(char *), cmp_strp);
         if (rank == 0)
             fprintf(stderr, "sambench run: resuming: %zu unit(s) already journaled%s\n", ndone,
                     torn ? ", torn tail record(s) dropped" : "");

@@ -71,7 +71,11 @@ static int cmp_rec(const void *a, const void *b)
         return c;
     return (x->slice > y->slice) - (x->slice < y->slice);
 }
-void sb_recs_sort(sb_recs *r) { qsort(r->v, r->n, sizeof(sb_rec), cmp_rec); }
+void sb_recs_sort(sb_recs *r)
+{
+    if (r->n > 1)
+        qsort(r->v, r->n, sizeof(sb_rec), cmp_rec);
+}
 
 static int cmp_batch(const void *a, const void *b)
 {
@@ -79,7 +83,11 @@ static int cmp_batch(const void *a, const void *b)
     int c = strcmp(x->dataset, y->dataset);
     return c ? c : (x->batch > y->batch) - (x->batch < y->batch);
 }
-void sb_batches_sort(sb_batches *b) { qsort(b->v, b->n, sizeof(sb_batch_rec), cmp_batch); }
+void sb_batches_sort(sb_batches *b)
+{
+    if (b->n > 1)
+        qsort(b->v, b->n, sizeof(sb_batch_rec), cmp_batch);
+}
 
 static double empty_value(int p) { return p == SB_EMPTY_ONE ? 1.0 : p == SB_EMPTY_ZERO ? 0.0 : NAN; }
 

@@ -196,7 +196,8 @@ static int read_split(const char *path, strlist *out, sb_error *err)
     }
     fclose(f);
     /* sorted lexicographically, as the published loader does (byte order = code points for UTF-8) */
-    qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
+    if (out->n > 1)
+        qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
     return SB_OK;
 }
 
