@@ -138,7 +138,7 @@ check-layout:
 check-fixtures:
 	@cd tests/fixtures && sha256sum --quiet -c SHA256SUMS || { echo "check-fixtures: tests/fixtures differ from SHA256SUMS"; exit 1; }
 
-VALGRIND_TESTS ?= test_core_base
+VALGRIND_TESTS ?= test_core_base test_ops_linear
 
 _test: check-layout check-fixtures $(BIN) $(TEST_BIN)
 	@SAMBENCH_BIN=$(BIN) VALGRIND_TESTS="$(VALGRIND_TESTS)" bash tests/run.sh $(BUILD)

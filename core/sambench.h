@@ -64,11 +64,13 @@ const char *sb_status_name(int code);
 /*
  * Threading model: pthreads everywhere. Debian's libopenblas0-pthread is
  * the default OpenBLAS build, and our own loops run on a persistent pthread
- * pool owned by the sb_ctx. One number (SAMBENCH_THREADS) sets both. They
- * never run at the same time: a parallel region of ours never calls BLAS
- * with more than one thread (see sb_parallel_for), and BLAS is called only
- * from the thread that owns the ctx, so the process never has more than
- * `threads` busy threads.
+ * pool owned by the sb_ctx. One number (SAMBENCH_THREADS) sets both, and
+ * the two pools never run at the same time: either the ctx's thread calls
+ * BLAS with `threads` BLAS threads, or our parallel region runs `threads`
+ * workers that each call BLAS with OpenBLAS set to one thread for the
+ * region (attention tiles, chunked linear layers), so the process never has
+ * more than `threads` busy threads. openblas_set_num_threads is process-wide:
+ * use one ctx at a time per process.
  */
 typedef struct sb_ctx sb_ctx;
 
