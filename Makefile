@@ -4,6 +4,7 @@
 #   make            build build/bin/sambench
 #   make test       fixtures check, layout check, unit + parity tests, valgrind on a small test
 #   make sanitize   the test suite under ASan + UBSan (build-asan/)
+#   make test-torch checkpoint and bank formats against PyTorch itself (installs python3-torch)
 #   make bench      benchmark tables (bench/run.sh)
 #   make demo       the main job on built-in demo data
 #   make fuzz       libFuzzer targets for the file readers, FUZZ_SECONDS each
@@ -50,7 +51,7 @@ CORE_LIB := $(BUILD)/lib/libsambench_core.a
 PIPE_LIB := $(BUILD)/lib/libsambench_pipeline.a
 BIN := $(BUILD)/bin/sambench
 
-.PHONY: all deps test sanitize bench demo fuzz clean _all _test _bench _demo _fuzz check-layout check-fixtures test-slurm _test-slurm
+.PHONY: all deps test test-torch sanitize bench demo fuzz clean _all _test _bench _demo _fuzz check-layout check-fixtures test-slurm _test-slurm
 
 # ---- public targets -------------------------------------------------------
 all: deps
@@ -66,6 +67,12 @@ sanitize: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory _bench
+
+# Format checks against PyTorch itself (installs Debian's python3-torch).
+test-torch: deps
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch >/dev/null)
+	@$(MAKE) --no-print-directory _all
+	@bash tests/torch_interop.sh $(BIN)
 
 demo: deps
 	@$(MAKE) --no-print-directory _demo
