@@ -203,17 +203,7 @@ static int dec_attention(const sb_attn_w *aw, int heads, sb_ctx *ctx, const floa
     sb_linear(ctx, k_in, B * Lk, C, aw->k_w, aw->k_b, I, K);
     sb_linear(ctx, v_in, B * Lk, C, aw->v_w, aw->v_b, I, V);
     sb_attn_args at;
-    memset(&at, 0, sizeof at);
-    at.batch = B;
-    at.heads = heads;
-    at.Lq = Lq;
-    at.Lk = Lk;
-    at.head_dim = hd;
-    at.q = Q; at.q_row = I; at.q_batch = Lq * I;
-    at.k = K; at.k_row = I; at.k_batch = Lk * I;
-    at.v = V; at.v_row = I; at.v_batch = Lk * I;
-    at.out = O; at.o_row = I; at.o_batch = Lq * I;
-    at.scale = 1.0f / sqrtf((float)hd);
+    sb_attn_args_packed(&at, B, heads, Lq, Lk, hd, Q, K, V, O);
     int rc = sb_attention(ctx, &at, a, err);
     if (rc == SB_OK) {
         sb_linear(ctx, O, B * Lq, I, aw->o_w, aw->o_b, C, out);

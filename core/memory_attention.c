@@ -95,17 +95,7 @@ static int attend(const sb_attn_w *aw, int heads, sb_ctx *ctx, const float *Q, c
 {
     const int64_t I = aw->internal, hd = I / heads;
     sb_attn_args at;
-    memset(&at, 0, sizeof at);
-    at.batch = 1;
-    at.heads = heads;
-    at.Lq = Lq;
-    at.Lk = Lk;
-    at.head_dim = hd;
-    at.q = Q; at.q_row = I; at.q_batch = Lq * I;
-    at.k = K; at.k_row = I; at.k_batch = Lk * I;
-    at.v = V; at.v_row = I; at.v_batch = Lk * I;
-    at.out = O; at.o_row = I; at.o_batch = Lq * I;
-    at.scale = 1.0f / sqrtf((float)hd); /* F.scaled_dot_product_attention's default */
+    sb_attn_args_packed(&at, 1, heads, Lq, Lk, hd, Q, K, V, O);
     int rc = sb_attention(ctx, &at, a, err);
     if (rc == SB_OK)
         sb_linear(ctx, O, Lq, I, aw->o_w, aw->o_b, C, out);

@@ -295,3 +295,28 @@ int sb_attention(sb_ctx *ctx, const sb_attn_args *args, sb_arena *scratch, sb_er
     free(heap);
     return SB_OK;
 }
+
+void sb_attn_args_packed(sb_attn_args *a, int64_t batch, int64_t heads, int64_t Lq, int64_t Lk,
+                         int64_t head_dim, const float *q, const float *k, const float *v, float *out)
+{
+    const int64_t row = heads * head_dim;
+    memset(a, 0, sizeof *a);
+    a->batch = batch;
+    a->heads = heads;
+    a->Lq = Lq;
+    a->Lk = Lk;
+    a->head_dim = head_dim;
+    a->q = q;
+    a->q_row = row;
+    a->q_batch = Lq * row;
+    a->k = k;
+    a->k_row = row;
+    a->k_batch = Lk * row;
+    a->v = v;
+    a->v_row = row;
+    a->v_batch = Lk * row;
+    a->out = out;
+    a->o_row = row;
+    a->o_batch = Lq * row;
+    a->scale = 1.0f / sqrtf((float)head_dim);
+}

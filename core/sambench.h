@@ -235,6 +235,11 @@ typedef struct {
     int64_t block_q, block_k; /* 0 = default */
 } sb_attn_args;
 int sb_attention(sb_ctx *ctx, const sb_attn_args *args, sb_arena *scratch, sb_error *err);
+/* Fills args for packed token-major data: q [batch, Lq, heads*head_dim],
+ * k/v [batch, Lk, heads*head_dim], out like q; scale 1/sqrt(head_dim) (the
+ * softmax scale of F.scaled_dot_product_attention); no bias, default blocks. */
+void sb_attn_args_packed(sb_attn_args *args, int64_t batch, int64_t heads, int64_t Lq, int64_t Lk,
+                         int64_t head_dim, const float *q, const float *k, const float *v, float *out);
 /* Scratch bytes sb_attention needs for these args and thread count (for planning arenas). */
 size_t sb_attention_scratch_bytes(const sb_attn_args *args, int threads);
 
