@@ -2,7 +2,8 @@
 # (`deps`), then re-enter make so pkg-config sees them.
 #
 #   make            build build/bin/sambench
-#   make test       fixtures check, layout check, unit + parity tests, valgrind on a small test
+#   make test       fixtures check, layout check, unit + parity tests, valgrind on small tests,
+#                   and the real one-node Slurm test (slurm-wlm + munge installed when missing)
 #   make sanitize   the test suite under ASan + UBSan (build-asan/)
 #   make test-torch checkpoint and bank formats against PyTorch itself (installs python3-torch)
 #   make bench      benchmark tables (bench/run.sh)
@@ -58,7 +59,7 @@ all: deps
 	@$(MAKE) --no-print-directory _all
 
 test: deps
-	@$(MAKE) --no-print-directory _test
+	@$(MAKE) --no-print-directory SAMBENCH_TEST_SLURM=1 _test
 
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
@@ -148,7 +149,8 @@ check-fixtures:
 VALGRIND_TESTS ?= test_core_base test_ops_linear
 
 _test: check-layout check-fixtures $(BIN) $(TEST_BIN)
-	@SAMBENCH_BIN=$(BIN) VALGRIND_TESTS="$(VALGRIND_TESTS)" bash tests/run.sh $(BUILD)
+	@SAMBENCH_BIN=$(BIN) VALGRIND_TESTS="$(VALGRIND_TESTS)" SAMBENCH_TEST_SLURM=$(SAMBENCH_TEST_SLURM) \
+	  bash tests/run.sh $(BUILD)
 
 _bench: $(BIN) $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)

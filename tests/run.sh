@@ -55,6 +55,18 @@ for v in ${VALGRIND_TESTS:-}; do
     fi
 done
 
+# The real one-node Slurm test (issue 9: CI runs it, it takes well under 5 minutes).
+if [ -n "${SAMBENCH_TEST_SLURM:-}" ]; then
+    log="$SAMBENCH_TEST_TMP/slurm.log"
+    if bash tests/slurm/test_slurm.sh "$build" >"$log" 2>&1; then
+        echo "ok   test-slurm: $(tail -n 1 "$log")"
+        passed=$((passed + 1))
+    else
+        echo "---- test-slurm FAILED ----"; tail -n 40 "$log"
+        failed=$((failed + 1)); failed_bins+=("test-slurm")
+    fi
+fi
+
 echo
 [ ${#failed_bins[@]} -eq 0 ] || echo "failing: ${failed_bins[*]}"
 echo "tests: $passed passed, $failed failed"
