@@ -356,9 +356,9 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
         g.owh = g.oww = ows;
         if (ows < 1 || (Ho + ows - 1) / ows != g.nwy || (Wo + ows - 1) / ows != g.nwx) {
             rc = sb_fail(err, SB_EUNSUPPORTED,
-                         "trunk block %d: window %d with q-pooling gives %lldx%lld input windows but the "
+                         "window %d with q-pooling gives %lldx%lld input windows but the "
                          "%lldx%lld output grid needs a different count (the reference cannot run this either)",
-                         bi, b->window, (long long)g.nwy, (long long)g.nwx, (long long)Ho, (long long)Wo);
+                         b->window, (long long)g.nwy, (long long)g.nwx, (long long)Ho, (long long)Wo);
             goto done;
         }
     } else {
@@ -367,7 +367,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
     }
     int64_t L = g.wh * g.ww, Lq = g.owh * g.oww;
     if (b->q_pool && (g.wh / 2 != g.owh || g.ww / 2 != g.oww)) {
-        rc = sb_fail(err, SB_EINVAL, "trunk block %d: inconsistent pooled window", bi);
+        rc = sb_fail(err, SB_EINVAL, "inconsistent pooled window");
         goto done;
     }
     int64_t nwin = B * g.nwy * g.nwx;
@@ -379,8 +379,8 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
         chunk += chunk & 1;
         if (nwin % 2) {
             rc = sb_fail(err, SB_EINVAL,
-                         "trunk block %d: the temporal adapter pairs windows but there are %lld (batch %lld must be even)",
-                         bi, (long long)nwin, (long long)B);
+                         "the temporal adapter pairs windows but there are %lld (batch %lld must be even)",
+                         (long long)nwin, (long long)B);
             goto done;
         }
     }
