@@ -482,12 +482,21 @@ typedef struct sb_bank {
      * append" is a rotation of the three pointer arrays and iou[]). */
     void *slab;
     uint64_t slab_bytes;
+    int slab_borrowed;    /* 1: the slab is the caller's (sb_bank_load_into), not freed */
 } sb_bank;
 int sb_bank_load(sb_bank **out, const char *path, sb_error *err);
 /* Structure only (for inspect): shapes, dtypes, location and iou[] are
  * filled, maskmem/pos/feat are NULL and payload_bytes is 0. */
 int sb_bank_inspect(sb_bank **out, const char *path, sb_error *err);
 void sb_bank_free(sb_bank *b);
+/* Bytes of the slab a full load of this bank needs (structure pass only). */
+int sb_bank_slab_bytes(const char *path, uint64_t *bytes, sb_error *err);
+/* Loads into caller-owned memory (e.g. an MPI shared window, so one copy
+ * serves every rank of a node): slab_bytes >= sb_bank_slab_bytes. fill 1
+ * reads the payload into it; fill 0 only sets the pointers (another process
+ * filled the same memory; the layout is a function of the file). The slab
+ * is not freed by sb_bank_free. */
+int sb_bank_load_into(sb_bank **out, const char *path, void *slab, uint64_t slab_bytes, int fill, sb_error *err);
 /* Converts n elements of a payload array (dtype SB_DT_BF16 or SB_DT_F32) to float32. */
 void sb_bank_to_f32(const void *payload, int dtype, int64_t n, float *out);
 /* bfloat16 <-> float32: exact widening; narrowing rounds to nearest even as

@@ -37,7 +37,7 @@ void sb_bank_free(sb_bank *b)
 {
     if (!b)
         return;
-    if (b->slab) {
+    if (b->slab && !b->slab_borrowed) {
         if (b->slab_bytes >= (4u << 20))
             munmap(b->slab, (size_t)b->slab_bytes);
         else
@@ -63,7 +63,25 @@ static int read_slot(torchfile *tf, const pv *t, int slot_dtype, void *dst, sb_e
     return torchfile_tensor_f32(tf, t, dst, err);
 }
 
+/* ext: an optional caller-owned slab (shared memory): used instead of
+ * allocating one; with ext_fill 0 only the pointers into it are set (another
+ * process fills it). ext_bytes 0 with ext NULL and with_payload 2: compute
+ * the slab size only (into *out_bytes). */
+typedef struct {
+    void *slab;
+    uint64_t bytes;
+    int fill;
+    uint64_t *size_only;
+} ext_slab;
+
+static int bank_build_ext(torchfile *tf, int with_payload, const ext_slab *ext, sb_bank **out, sb_error *err);
+
 static int bank_build(torchfile *tf, int with_payload, sb_bank **out, sb_error *err)
+{
+    return bank_build_ext(tf, with_payload, NULL, out, err);
+}
+
+static int bank_build_ext(torchfile *tf, int with_payload, const ext_slab *ext, sb_bank **out, sb_error *err)
 {
     *out = NULL;
     pv *root = tf->root;
@@ -179,7 +197,20 @@ static int bank_build(torchfile *tf, int with_payload, sb_bank **out, sb_error *
                          (uint64_t)sb_dtype_size(k == 0 ? b->mem_dtype : k == 1 ? b->pos_dtype : b->feat_dtype) +
                      63) / 64 * 64;
         slab *= (uint64_t)b->n;
-        if (slab >= (4u << 20)) {
+        if (ext && ext->size_only) {
+            *ext->size_only = slab;
+            sb_bank_free(b);
+            return SB_OK;
+        }
+        if (ext) {
+            if (ext->bytes < slab) {
+                sb_bank_free(b);
+                return sb_fail(err, SB_EINVAL, "%s: the bank needs %llu bytes but the given memory has %llu",
+                               tf->path, (unsigned long long)slab, (unsigned long long)ext->bytes);
+            }
+            b->slab = ext->slab;
+            b->slab_borrowed = 1;
+        } else if (slab >= (4u << 20)) {
             void *p = mmap(NULL, (size_t)slab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p != MAP_FAILED) {
 #ifdef MADV_HUGEPAGE
@@ -215,7 +246,8 @@ static int bank_build(torchfile *tf, int with_payload, sb_bank **out, sb_error *
         for (int k = 0; k < 3 && rc == SB_OK; k++) {
             *dst[k] = (char *)b->slab + at;
             at += ((uint64_t)cnt[k] * (uint64_t)sb_dtype_size(dts[k]) + 63) / 64 * 64;
-            rc = read_slot(tf, en->items[slot[k]], dts[k], *dst[k], err);
+            if (!ext || ext->fill)
+                rc = read_slot(tf, en->items[slot[k]], dts[k], *dst[k], err);
             if (rc)
                 sb_error_prefix(err, "%s: bank entry %lld: %s", tf->path, (long long)i, slot_name[slot[k]]);
         }
@@ -247,6 +279,40 @@ static int bank_open(sb_bank **out, const char *path, int with_payload, sb_error
 }
 
 int sb_bank_load(sb_bank **out, const char *path, sb_error *err) { return bank_open(out, path, 1, err); }
+
+static int bank_open_ext(sb_bank **out, const char *path, const ext_slab *ext, sb_error *err)
+{
+    *out = NULL;
+    int fmt;
+    int rc = sb_file_format(path, &fmt, err);
+    if (rc)
+        return rc;
+    if (fmt != SB_FMT_PICKLE)
+        return sb_fail(err, SB_EFORMAT, "%s: not a memory bank (a %s file, not a plain pickle)", path,
+                       sb_file_format_name(fmt));
+    torchfile tf;
+    rc = torchfile_open(&tf, path, NULL, 0, fmt, err);
+    if (rc == SB_OK)
+        rc = bank_build_ext(&tf, 1, ext, out, err);
+    torchfile_close(&tf);
+    return rc;
+}
+
+int sb_bank_slab_bytes(const char *path, uint64_t *bytes, sb_error *err)
+{
+    *bytes = 0;
+    sb_bank *b = NULL;
+    ext_slab e = {NULL, 0, 0, bytes};
+    return bank_open_ext(&b, path, &e, err);
+}
+
+int sb_bank_load_into(sb_bank **out, const char *path, void *slab, uint64_t slab_bytes, int fill, sb_error *err)
+{
+    if (!slab)
+        return sb_fail(err, SB_EINVAL, "%s: no memory given for the bank", path);
+    ext_slab e = {slab, slab_bytes, fill, NULL};
+    return bank_open_ext(out, path, &e, err);
+}
 int sb_bank_inspect(sb_bank **out, const char *path, sb_error *err) { return bank_open(out, path, 0, err); }
 
 int bank_load_mem(sb_bank **out, const char *name, const void *data, size_t len, sb_error *err)

@@ -433,6 +433,45 @@ static void test_bench_model_cli(void **state)
     free(out);
 }
 
+/* One copy of a bank serving several readers: load_into fills caller
+ * memory; a second reader with fill 0 sees the same entries; the selection
+ * over it equals the one over a normal load; freeing leaves the memory. */
+static void test_bank_in_caller_memory(void **state)
+{
+    (void)state;
+    sb_error err;
+    const char *path = fixture_path("memory_bank_list_6.pkl");
+    uint64_t bytes = 0;
+    assert_sb_ok(err, sb_bank_slab_bytes(path, &bytes, &err));
+    assert_true(bytes > 0);
+    void *shared = malloc(bytes);
+    memset(shared, 0xAB, bytes);
+    sb_bank *own, *writer, *reader;
+    assert_sb_ok(err, sb_bank_load(&own, path, &err));
+    assert_int_equal(own->slab_bytes, bytes);
+    assert_sb_ok(err, sb_bank_load_into(&writer, path, shared, bytes, 1, &err));
+    assert_sb_ok(err, sb_bank_load_into(&reader, path, shared, bytes, 0, &err));
+    size_t es = own->mem_dtype == SB_DT_BF16 ? 2 : 4, fs = own->feat_dtype == SB_DT_BF16 ? 2 : 4;
+    for (int64_t i = 0; i < own->n; i++) {
+        assert_ptr_equal(writer->maskmem[i], reader->maskmem[i]);
+        assert_ptr_equal(writer->feat[i], reader->feat[i]);
+        assert_memory_equal(own->maskmem[i], reader->maskmem[i], (size_t)(own->C * own->H * own->W) * es);
+        assert_memory_equal(own->pos[i], reader->pos[i], (size_t)(own->C * own->H * own->W) * es);
+        assert_memory_equal(own->feat[i], reader->feat[i], (size_t)own->feat_len * fs);
+        assert_true(own->iou[i] == reader->iou[i]);
+    }
+    /* too little memory: refused with the sizes */
+    sb_bank *small = NULL;
+    assert_int_equal(sb_bank_load_into(&small, path, shared, bytes - 1, 1, &err), SB_EINVAL);
+    assert_non_null(strstr(err.msg, "bytes"));
+    sb_bank_free(writer);
+    sb_bank_free(reader); /* the caller's memory stays */
+    assert_memory_equal(own->feat[0], (char *)shared + ((char *)own->feat[0] - (char *)own->slab),
+                        (size_t)own->feat_len * fs);
+    sb_bank_free(own);
+    free(shared);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_replay_cli),
         cmocka_unit_test(test_bench_model_cli),
+        cmocka_unit_test(test_bank_in_caller_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
