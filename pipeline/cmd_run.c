@@ -410,6 +410,71 @@ static void print_file(const char *path, FILE *to)
     fclose(f);
 }
 
+/* ---- SAMed-2's base bank, once per node --------------------------------------
+ * The 2-3 GB pristine bank is read once per node into an MPI-3 shared window
+ * (node rank 0 reads, the node's other ranks map the same pages) and used
+ * read-only by every rank; each volume's changes live in its own overlay
+ * (core's sb_membank), so 64 ranks hold one copy, not 64. */
+typedef struct {
+    MPI_Comm node;
+    MPI_Win win;
+    int have_node, have_win;
+    sb_bank *bank;
+} node_bank;
+
+/* Collective over MPI_COMM_WORLD (every rank calls it, with its own status so
+ * far: if any rank already failed, nobody loads). */
+static int node_bank_load(node_bank *nb, const char *path, int rc_in, sb_error *err)
+{
+    int rc = rc_in, any = 0;
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any)
+        return rc ? rc : sb_fail(err, SB_EINVAL, "another rank failed before the memory bank was loaded");
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &nb->node);
+    nb->have_node = 1;
+    int nr = 0;
+    MPI_Comm_rank(nb->node, &nr);
+    uint64_t bytes = 0;
+    rc = sb_bank_slab_bytes(path, &bytes, err); /* every rank: its own message if the file is bad */
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, nb->node);
+    if (any)
+        return rc ? rc : sb_fail(err, SB_EIO, "%s: another rank of this node could not read the memory bank", path);
+    void *base = NULL;
+    MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL, nb->node, &base, &nb->win);
+    nb->have_win = 1;
+    if (nr != 0) {
+        MPI_Aint size = 0;
+        int disp = 1;
+        MPI_Win_shared_query(nb->win, 0, &size, &disp, &base);
+    }
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, nb->win);
+    rc = nr == 0 ? sb_bank_load_into(&nb->bank, path, base, bytes, 1, err) : SB_OK;
+    MPI_Win_sync(nb->win);
+    int rc0 = rc;
+    MPI_Bcast(&rc0, 1, MPI_INT, 0, nb->node); /* the readers wait for the node's copy */
+    MPI_Win_sync(nb->win);
+    if (nr != 0)
+        rc = rc0 ? sb_fail(err, rc0, "%s: the node's first rank could not load the memory bank", path)
+                 : sb_bank_load_into(&nb->bank, path, base, bytes, 0, err);
+    MPI_Win_unlock_all(nb->win);
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, nb->node);
+    if (any && !rc)
+        rc = sb_fail(err, SB_EIO, "%s: another rank of this node could not map the memory bank", path);
+    return rc;
+}
+
+/* Collective over the node (every rank that called node_bank_load). */
+static void node_bank_free(node_bank *nb)
+{
+    sb_bank_free(nb->bank);
+    nb->bank = NULL;
+    if (nb->have_win)
+        MPI_Win_free(&nb->win);
+    if (nb->have_node)
+        MPI_Comm_free(&nb->node);
+    nb->have_win = nb->have_node = 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     run_args a;
@@ -458,7 +523,11 @@ int cmd_run(int argc, char **argv)
     else
         rc = sb_units_medbank(&units, a.medbank, a.split, a.protocol, &err);
     sb_run_model *model = NULL;
-    sb_model_opts mo = {a.model, a.model_config, a.checkpoint, a.memory_bank, threads, a.protocol};
+    node_bank nb;
+    memset(&nb, 0, sizeof nb);
+    if (!strcmp(a.model, "samed2") && a.memory_bank)
+        rc = node_bank_load(&nb, a.memory_bank, rc, &err);
+    sb_model_opts mo = {a.model, a.model_config, a.checkpoint, a.memory_bank, threads, a.protocol, nb.bank};
     if (rc == SB_OK)
         rc = sb_run_model_create(&model, &mo, &err);
     sb_ctx *ctx = NULL;
@@ -471,6 +540,7 @@ int cmd_run(int argc, char **argv)
         sb_units_free(&units);
         sb_units_free_data(datas, a.nmanifests);
         sb_run_model_free(model);
+        node_bank_free(&nb);
         sb_ctx_free(ctx);
         MPI_Finalize();
         return SB_EXIT_USAGE;
@@ -504,6 +574,7 @@ int cmd_run(int argc, char **argv)
         sb_units_free(&units);
         sb_units_free_data(datas, a.nmanifests);
         sb_run_model_free(model);
+        node_bank_free(&nb);
         sb_ctx_free(ctx);
         MPI_Finalize();
         return SB_EXIT_USAGE;
@@ -514,6 +585,12 @@ int cmd_run(int argc, char **argv)
         sb_log_set_stream(logf);
     SB_INFO("sambench %s run: model %s, protocol %s, %d units, rank %d of %d, %d thread(s)", SB_VERSION_STRING,
             a.model, a.protocol == SB_PROTO_REFERENCE ? "reference" : "volume", units.n, rank, nranks, threads);
+    if (nb.bank) {
+        int sharing = 1;
+        MPI_Comm_size(nb.node, &sharing);
+        SB_INFO("memory bank %s: %lld entries, %.1f MiB resident once per node, shared read-only by %d rank(s)",
+                a.memory_bank, (long long)nb.bank->n, (double)nb.bank->payload_bytes / 1048576.0, sharing);
+    }
 
     char **done = NULL;
     size_t ndone = 0, torn = 0;
@@ -529,6 +606,7 @@ int cmd_run(int argc, char **argv)
             sb_units_free(&units);
             sb_units_free_data(datas, a.nmanifests);
             sb_run_model_free(model);
+        node_bank_free(&nb);
             sb_ctx_free(ctx);
             if (logf)
                 fclose(logf);
@@ -713,6 +791,7 @@ int cmd_run(int argc, char **argv)
     sb_units_free(&units);
     sb_units_free_data(datas, a.nmanifests);
     sb_run_model_free(model);
+    node_bank_free(&nb);
     sb_ctx_free(ctx);
     if (logf) {
         sb_log_set_stream(NULL);

@@ -153,6 +153,8 @@ typedef struct {
     const char *model, *model_config, *checkpoint, *memory_bank;
     int threads;
     int protocol; /* SB_PROTO_*: reference wants the flow's own S x S logits and one bank per dataset */
+    const sb_bank *bank; /* samed2: the base bank already loaded (e.g. once per node in shared
+                          * memory), borrowed; NULL: loaded from memory_bank */
 } sb_model_opts;
 int sb_run_model_create(sb_run_model **out, const sb_model_opts *o, sb_error *err);
 void sb_run_model_free(sb_run_model *m);

@@ -115,10 +115,10 @@ static int core_create(sb_run_model **out, int flow, const sb_model_opts *o, sb_
     if (rc == SB_OK && flow == SB_FLOW_SAMED2) {
         if (!o->memory_bank)
             rc = sb_fail(err, SB_EINVAL, "model samed2 needs --memory-bank PKL (memory_bank_list_<N>.pkl)");
-        if (rc == SB_OK)
+        if (rc == SB_OK && !o->bank)
             rc = sb_bank_load(&s->bank, o->memory_bank, err);
         if (rc == SB_OK)
-            rc = sb_membank_base_create(&s->base, s->bank, s->ctx, err);
+            rc = sb_membank_base_create(&s->base, o->bank ? o->bank : s->bank, s->ctx, err);
         if (rc == SB_OK)
             rc = sb_membank_create(&s->mb, s->base, s->reference ? SB_BANK_GLOBAL : SB_BANK_VOLUME, err);
         if (rc == SB_OK)

@@ -516,7 +516,7 @@ static void test_eval_in_process(void **state)
     assert_int_equal(units.v[0].nitems, 4);
     assert_int_equal(units.v[0].items[3].slice, 4);
     sb_run_model *m;
-    sb_model_opts mo = {"box", NULL, NULL, NULL, 1, SB_PROTO_VOLUME};
+    sb_model_opts mo = {"box", NULL, NULL, NULL, 1, SB_PROTO_VOLUME, NULL};
     assert_sb_ok(err, sb_run_model_create(&m, &mo, &err));
     sb_eval_opts eo = {SB_PROTO_VOLUME, 3, 0, 0, 0.5, 2.0, NULL};
     sb_recs recs = {0};

@@ -76,6 +76,14 @@ static void run_pair(const char *model, const char *protocol)
                         protocol, g_root, b, b),
                      0);
     same_file(a, b, "per_case.csv");
+    if (!strcmp(model, "samed2")) { /* the 3 ranks of this node share one copy of the base bank */
+        char lp[2048];
+        snprintf(lp, sizeof lp, "%s/logs/rank-2.log", b);
+        char *lg = slurp(lp);
+        assert_non_null(lg);
+        assert_non_null(strstr(lg, "resident once per node, shared read-only by 3 rank(s)"));
+        free(lg);
+    }
     if (!strcmp(protocol, "reference"))
         same_file(a, b, "reference_batches.csv");
     char p[2048];
