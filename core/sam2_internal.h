@@ -286,6 +286,12 @@ struct sb_model {
 };
 
 /* ---- Shared small helpers (core/sam2_model.c) ---------------------------- */
+/* out->logits = bilinear (or nearest) resize of out->low_res to out_h x
+ * out_w, out->mask = logits > threshold; dumps logits_name and
+ * output/binary_mask. */
+int sb_model_finish_logits(sb_ctx *ctx, sb_model_output *out, int nearest, float threshold,
+                           const char *logits_name, sb_arena *a, sb_modprof *mp, sb_dump_fn dump, void *da,
+                           sb_error *err);
 /* Token-major [B, HW, C] -> NCHW [B, C, HW]. */
 void sb_tok_to_nchw(const float *x, int64_t B, int64_t HW, int64_t C, float *y);
 /* Adds FLOPs of a linear layer (2*M*K*N). */

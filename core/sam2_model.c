@@ -256,6 +256,34 @@ void sb_model_output_free(sb_model_output *o)
     memset(o, 0, sizeof *o);
 }
 
+/* Final logits from the low-res ones, the binary mask and their dumps (every flow). */
+int sb_model_finish_logits(sb_ctx *ctx, sb_model_output *out, int nearest, float threshold,
+                           const char *logits_name, sb_arena *a, sb_modprof *mp, sb_dump_fn dump, void *da,
+                           sb_error *err)
+{
+    const int64_t B = out->B, n = out->B * out->out_h * out->out_w;
+    sb_modprof_begin(mp, "upsample");
+    if (nearest)
+        sb_interp_nearest(ctx, out->low_res, B, out->low_h, out->low_w, out->logits, out->out_h, out->out_w);
+    else
+        sb_interp_bilinear(ctx, out->low_res, B, out->low_h, out->low_w, out->logits, out->out_h, out->out_w);
+    for (int64_t i = 0; i < n; i++)
+        out->mask[i] = out->logits[i] > threshold;
+    sb_modprof_end(mp);
+    if (!dump)
+        return SB_OK;
+    sb_dump4(dump, da, logits_name, out->logits, B, 1, out->out_h, out->out_w);
+    size_t mark = sb_arena_mark(a);
+    float *bm = sb_arena_alloc_checked(a, (size_t)n * sizeof(float), "binary mask (dump)", err);
+    if (!bm)
+        return err->code;
+    for (int64_t i = 0; i < n; i++)
+        bm[i] = out->mask[i];
+    sb_dump4(dump, da, "output/binary_mask", bm, B, 1, out->out_h, out->out_w);
+    sb_arena_reset(a, mark);
+    return SB_OK;
+}
+
 static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B, const sb_prompts *prompts,
                         const sb_forward_options *opt, sb_model_output *out, sb_arena *a, sb_modprof *mp,
                         sb_error *err)
@@ -435,22 +463,9 @@ static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B
     if ((rc = sb_mask_decoder_forward(&n->dec, ctx, &io, a, mp, dump, da, err)))
         goto done;
     /* final logits: bilinear (sam2, samed2) or nearest (medsam2, MODEL.md 1.4) */
-    sb_modprof_begin(mp, "upsample");
-    if (m->flow == SB_FLOW_MEDSAM2)
-        sb_interp_nearest(ctx, out->low_res, B, low, low, out->logits, OH, OW);
-    else
-        sb_interp_bilinear(ctx, out->low_res, B, low, low, out->logits, OH, OW);
-    for (int64_t i = 0; i < B * OH * OW; i++)
-        out->mask[i] = out->logits[i] > opt->threshold;
-    sb_modprof_end(mp);
-    sb_dump4(dump, da, "logits/final", out->logits, B, 1, OH, OW);
-    if (dump) {
-        float *bm;
-        ALLOC(bm, B * OH * OW, "dump");
-        for (int64_t i = 0; i < B * OH * OW; i++)
-            bm[i] = out->mask[i];
-        sb_dump4(dump, da, "output/binary_mask", bm, B, 1, OH, OW);
-    }
+    if ((rc = sb_model_finish_logits(ctx, out, m->flow == SB_FLOW_MEDSAM2, opt->threshold, "logits/final", a, mp,
+                                     dump, da, err)))
+        goto done;
     if (n->after_decoder) {
         /* SAMed-2 memory update works on the S x S bilinear logits */
         float *hr = out->logits;

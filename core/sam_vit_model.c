@@ -571,19 +571,7 @@ static int sam_vit_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_
         goto done;
 
     /* 4. bilinear (align_corners=False) to the input size; logits > 0.5 */
-    sb_modprof_begin(mp, "upsample");
-    sb_interp_bilinear(ctx, out->low_res, B, L, L, out->logits, OH, OW);
-    for (int64_t i = 0; i < B * OH * OW; i++)
-        out->mask[i] = out->logits[i] > opt->threshold;
-    sb_modprof_end(mp);
-    sb_dump4(dump, da, "logits/high_res", out->logits, B, 1, OH, OW);
-    if (dump) {
-        float *bm;
-        ALLOC(bm, B * OH * OW, "binary mask (dump)");
-        for (int64_t i = 0; i < B * OH * OW; i++)
-            bm[i] = out->mask[i];
-        sb_dump4(dump, da, "output/binary_mask", bm, B, 1, OH, OW);
-    }
+    rc = sb_model_finish_logits(ctx, out, 0, opt->threshold, "logits/high_res", a, mp, dump, da, err);
 done:
 #undef ALLOC
     sb_modprof_end(mp);
