@@ -855,6 +855,10 @@ int sb_model_bank_decisions(const sb_model *m, int64_t *B, int64_t *k, const int
 /* ===================================================================== */
 /* Utilities                                                             */
 /* ===================================================================== */
+/* CRC-32 of the zip/gzip polynomial, continuing crc (start with 0): the
+ * same value as zlib's crc32, folded with PCLMULQDQ where the CPU has it.
+ * (core/crc32.c) */
+uint32_t sb_crc32_update(uint32_t crc, const void *data, size_t len);
 /* SHA-256 of a file, lowercase hex into out[65]. (core/sha256.c) */
 int sb_sha256_file(const char *path, char out[65], sb_error *err);
 void sb_sha256_buffer(const void *data, size_t len, char out[65]);

@@ -651,15 +651,7 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
         if (r)
             return sb_fail(err, SB_EFORMAT, "storage '%s' is truncated", st->key);
         if (st->has_crc && off == 0 && n == total) {
-            uLong c = crc32(0L, Z_NULL, 0);
-            const uint8_t *q = dst;
-            for (uint64_t left = n; left > 0;) {
-                uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;
-                c = crc32(c, q, k);
-                q += k;
-                left -= k;
-            }
-            if ((uint32_t)c != st->crc)
+            if (sb_crc32_update(0, dst, (size_t)n) != st->crc)
                 return sb_fail(err, SB_EFORMAT, "zip entry %s/data/%s is corrupt (CRC-32 mismatch)", tf->prefix,
                                st->key);
         }

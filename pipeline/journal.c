@@ -29,18 +29,7 @@
 #define HDR_TAG "sambench-journal-1"
 #define MAX_PAYLOAD (1u << 30)
 
-uint32_t sb_crc32(const void *data, size_t len)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    const Bytef *p = data;
-    while (len > 0) {
-        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        c = crc32(c, p, n);
-        p += n;
-        len -= n;
-    }
-    return (uint32_t)c;
-}
+uint32_t sb_crc32(const void *data, size_t len) { return sb_crc32_update(0, data, len); }
 
 /* ---- byte buffer ------------------------------------------------------------ */
 typedef struct {

@@ -2,6 +2,7 @@
 #include "util_test.h"
 
 #include <math.h>
+#include <zlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,13 +269,40 @@ static void test_sha256(void **state)
     assert_int_equal(sb_sha256_file(temp_path("nope.bin"), hex, &err), SB_EIO);
 }
 
+/* sb_crc32 equals zlib's crc32 for every length and alignment tried, and
+ * composes across calls. */
+static void test_crc32(void **state)
+{
+    (void)state;
+    assert_int_equal(sb_crc32_update(0, "123456789", 9), 0xCBF43926u); /* the check value of CRC-32 */
+    size_t cap = (1 << 20) + 300;
+    unsigned char *buf = malloc(cap);
+    uint64_t st = 7;
+    for (size_t i = 0; i < cap; i++) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        buf[i] = (unsigned char)(st >> 56);
+    }
+    size_t lens[] = {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1000, 4096, 65537, (1 << 20) + 7};
+    for (size_t o = 0; o < 5; o++)
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+            uint32_t want = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf + o, (uInt)lens[i]);
+            uint32_t got = sb_crc32_update(0, buf + o, lens[i]);
+            if (got != want)
+                fail_msg("crc32 offset %zu length %zu: %08x, zlib %08x", o, lens[i], got, want);
+        }
+    uint32_t whole = sb_crc32_update(0, buf, 200000);
+    uint32_t parts = sb_crc32_update(sb_crc32_update(sb_crc32_update(0, buf, 77), buf + 77, 100000), buf + 100077, 99923);
+    assert_int_equal(whole, parts);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_messages),    cmocka_unit_test(test_arena),
         cmocka_unit_test(test_parallel_for),      cmocka_unit_test(test_default_threads),
         cmocka_unit_test(test_h5_fixture_read),   cmocka_unit_test(test_h5_roundtrip_and_errors),
-        cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_sha256),          cmocka_unit_test(test_crc32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
