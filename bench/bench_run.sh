@@ -36,3 +36,14 @@ wait $p1 $p2; t1=$(now)
 echo "| 2 independent 1-rank processes side by side (2x the work) | $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') | $(rate $((2 * slices)) "$t0" "$t1") |"
 cmp -s "$T/r1/per_case.csv" "$T/m2/per_case.csv" && echo && echo "1-rank and 2-rank per_case.csv identical: yes" \
     || { echo "1-rank and 2-rank per_case.csv differ"; exit 1; }
+
+# The share of wall time outside inference with a real-size model at 1024 x 1024: the medsam2
+# flow (random weights of the official shapes) on two tasks of the generated data, one rank.
+# `sambench run` measures it itself: model inference time against the ranks' wall time, which
+# includes start-up, scheduling, I/O, pre-processing, metrics, journaling, merge and tables.
+mkdir -p "$T/real"
+for t in "$T"/data/MedBank/Polyp_Colonoscopy_* "$T"/data/MedBank/Lung_X-Ray_*; do cp -r "$t" "$T/real/"; done
+echo
+SAMBENCH_THREADS=1 "$bin" run --model medsam2 --medbank "$T/real" --out "$T/rr" --batch 1 --progress 0 2>&1 |
+    grep "outside inference" | sed 's/^sambench run: /real-size medsam2, 1 rank: /'
+echo "goal: under 5 % of the wall time outside inference for a real-size model"

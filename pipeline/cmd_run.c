@@ -724,8 +724,11 @@ int cmd_run(int argc, char **argv)
     }
     MPI_Win_unlock_all(win);
     double busy = now_s() - t_loop;
-    SB_INFO("rank %d: %lld unit(s), %lld slice(s) in %.2f s%s", rank, (long long)my_units, (long long)my_slices, busy,
-            stopped ? " (stopped by a signal)" : "");
+    double infer = sb_eval_inference_seconds();
+    SB_INFO("rank %d: %lld unit(s), %lld slice(s) in %.2f s%s, %.2f s of it in model inference", rank,
+            (long long)my_units, (long long)my_slices, busy, stopped ? " (stopped by a signal)" : "", infer);
+    double mine[2] = {infer, busy}, sums[2] = {0, 0};
+    MPI_Reduce(mine, sums, 2, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     sb_journal_close(jr);
     int any_stop = 0;
     MPI_Allreduce(&stopped, &any_stop, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
@@ -779,8 +782,16 @@ int cmd_run(int argc, char **argv)
         } else {
             snprintf(path, sizeof path, "%s/summary.md", a.out);
             print_file(path, stdout);
+            double wall = MPI_Wtime() - t_start;
             fprintf(stderr, "sambench run: %d unit(s), %lld slice(s) evaluated on %d rank(s) in %.1f s; results in %s\n",
-                    units.n, (long long)total_slices, nranks, MPI_Wtime() - t_start, a.out);
+                    units.n, (long long)total_slices, nranks, wall, a.out);
+            /* the share of the ranks' wall time spent outside model inference: scheduling,
+             * I/O, pre-processing, metrics, journaling, the merge and the tables */
+            if (wall > 0)
+                fprintf(stderr,
+                        "sambench run: model inference %.1f s of %.1f rank-seconds (%.1f in units): %.2f %% of the "
+                        "wall time outside inference\n",
+                        sums[0], wall * nranks, sums[1], 100.0 * (1.0 - sums[0] / (wall * nranks)));
         }
     }
     MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);

@@ -170,6 +170,8 @@ typedef struct sb_eval_opts {
 /* Appends the unit's slice records, one case record (volume) and batches
  * (reference). A failing input gives a failed case record, not an error;
  * the return value is an error only for "stopped" (SB_EUNSUPPORTED) or out of memory. */
+/* Seconds this process has spent in model inference (sb_run_model predict). */
+double sb_eval_inference_seconds(void);
 int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_recs *recs,
                  sb_batches *batches, sb_error *err);
 /* Bilinear (align_corners=False, PyTorch) resize of one float plane. */

@@ -189,6 +189,11 @@ static void unit_failed(const sb_unit *u, sb_recs *recs, size_t first, const cha
     snprintf(r->reason, sizeof r->reason, "%s", why);
 }
 
+/* Seconds this process spent inside the model's predict (the rest of a
+ * unit's time is data, pre-processing, metrics: the pipeline's overhead). */
+static double g_inference_seconds;
+double sb_eval_inference_seconds(void) { return g_inference_seconds; }
+
 int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_recs *recs,
                  sb_batches *batches, sb_error *err)
 {
@@ -281,7 +286,10 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
             if (imgs)
                 memcpy(imgs + (size_t)k * S * S * 3, in[src].img, (size_t)S * S * 3);
         }
-        if (m->predict(m, imgs, boxes, B, logits, &e2) != SB_OK) {
+        double tp = now_s();
+        int prc = m->predict(m, imgs, boxes, B, logits, &e2);
+        g_inference_seconds += now_s() - tp;
+        if (prc != SB_OK) {
             unit_failed(u, recs, first, e2.msg);
             if (batches)
                 batches->n = first_b;
