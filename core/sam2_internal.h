@@ -286,6 +286,10 @@ struct sb_model {
 };
 
 /* ---- Shared small helpers (core/sam2_model.c) ---------------------------- */
+/* (Re)allocates out's buffers for B images, low-res lh x lw and final oh x ow
+ * logits; keeps them when the sizes are unchanged. */
+int sb_model_output_reserve(sb_model_output *o, int64_t B, int64_t lh, int64_t lw, int64_t oh, int64_t ow,
+                            sb_error *err);
 /* out->logits = bilinear (or nearest) resize of out->low_res to out_h x
  * out_w, out->mask = logits > threshold; dumps logits_name and
  * output/binary_mask. */

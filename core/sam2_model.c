@@ -222,8 +222,8 @@ static int check_finite(const float *x, int64_t n, const char *what, sb_error *e
     return SB_OK;
 }
 
-static int output_reserve(sb_model_output *o, int64_t B, int64_t lh, int64_t lw, int64_t oh, int64_t ow,
-                          sb_error *err)
+int sb_model_output_reserve(sb_model_output *o, int64_t B, int64_t lh, int64_t lw, int64_t oh, int64_t ow,
+                            sb_error *err)
 {
     if (o->B != B || o->low_h != lh || o->low_w != lw || o->out_h != oh || o->out_w != ow || !o->low_res) {
         sb_model_output_free(o);
@@ -438,7 +438,7 @@ static int sam2_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B
     }
     /* mask decoder */
     int64_t low = 4 * e;
-    if ((rc = output_reserve(out, B, low, low, OH, OW, err)))
+    if ((rc = sb_model_output_reserve(out, B, low, low, OH, OW, err)))
         goto done;
     sb_mask_decoder_io io;
     memset(&io, 0, sizeof io);

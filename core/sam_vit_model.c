@@ -469,30 +469,6 @@ int sb_sam_vit_model_init(sb_model *m, const sb_model_options *opt, sb_error *er
 }
 
 /* The caller's output buffers, reused when the sizes did not change. */
-static int output_alloc(sb_model_output *o, int64_t B, int64_t lh, int64_t lw, int64_t oh,
-                        int64_t ow, sb_error *err)
-{
-    if (o->low_res && o->iou && o->logits && o->mask && o->B == B && o->low_h == lh &&
-        o->low_w == lw && o->out_h == oh && o->out_w == ow)
-        return SB_OK;
-    sb_model_output_free(o);
-    o->low_res = malloc((size_t)(B * lh * lw) * sizeof(float));
-    o->iou = malloc((size_t)B * sizeof(float));
-    o->logits = malloc((size_t)(B * oh * ow) * sizeof(float));
-    o->mask = malloc((size_t)(B * oh * ow));
-    if (!o->low_res || !o->iou || !o->logits || !o->mask) {
-        sb_model_output_free(o);
-        return sb_fail(err, SB_ENOMEM, "model output: cannot allocate %lld x %lld x %lld logits",
-                       (long long)B, (long long)oh, (long long)ow);
-    }
-    o->B = B;
-    o->low_h = lh;
-    o->low_w = lw;
-    o->out_h = oh;
-    o->out_w = ow;
-    return SB_OK;
-}
-
 static int sam_vit_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_t B,
                            const sb_prompts *prompts, const sb_forward_options *opt,
                            sb_model_output *out, sb_arena *a, sb_modprof *mp, sb_error *err)
@@ -552,7 +528,7 @@ static int sam_vit_forward(sb_model *m, sb_ctx *ctx, const float *images, int64_
     sb_nchw_to_nhwc(ctx, emb, B, C, g, g, tok);
     ALLOC(all_masks, B * n->dec.n_mask_tokens * L * L, "all masks");
     ALLOC(all_iou, B * n->dec.n_mask_tokens, "all iou");
-    if ((rc = output_alloc(out, B, L, L, OH, OW, err)) != SB_OK)
+    if ((rc = sb_model_output_reserve(out, B, L, L, OH, OW, err)) != SB_OK)
         goto done;
     sb_mask_decoder_io io;
     memset(&io, 0, sizeof io);
