@@ -516,8 +516,7 @@ int cmd_run(int argc, char **argv)
     void **datas = NULL;
     int rc;
     if (a.nmanifests && a.protocol == SB_PROTO_REFERENCE)
-        rc = sb_fail(&err, SB_EUNSUPPORTED,
-                     "--protocol reference needs the split files as written: use --medbank DIR (not --manifest)");
+        rc = sb_units_manifests_reference(&units, a.manifests, a.nmanifests, a.data_root, &datas, &err);
     else if (a.nmanifests)
         rc = sb_units_manifests(&units, a.manifests, a.nmanifests, a.data_root, &datas, &err);
     else

@@ -120,6 +120,10 @@ void sb_units_free(sb_units *u);
 int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const char *data_root, void ***datas,
                        sb_error *err);
 void sb_units_free_data(void **datas, int n);
+/* Reference-protocol units of manifests: one per MedBank-layout dataset folder
+ * (its split list as written, sorted); an msd-layout dataset is an error. */
+int sb_units_manifests_reference(sb_units *out, const char *const *manifests, int n, const char *data_root,
+                                 void ***datas, sb_error *err);
 /* Splits a MedBank folder name into task and modality; 0 if it does not match. */
 int sb_medbank_name(const char *folder, char *task, size_t tcap, char *modality, size_t mcap);
 /* Case id and slice index of a split entry (basename without extension; a

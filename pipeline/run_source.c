@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <glob.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
@@ -230,6 +231,43 @@ static int cmp_item_case(const void *a, const void *b)
     return strcmp(x->entry, y->entry);
 }
 
+/* The split entries of one dataset folder (sorted as the published loader
+ * sorts them) with their case, slice and file paths. *n = 0 for an empty split. */
+static int folder_items(const char *dir, const char *split_path, sb_item **out, int *nout, sb_error *err)
+{
+    *out = NULL;
+    *nout = 0;
+    strlist entries = {0};
+    int rc = read_split(split_path, &entries, err);
+    if (rc != SB_OK || entries.n == 0) {
+        strlist_free(&entries);
+        return rc;
+    }
+    sb_item *items = calloc((size_t)entries.n, sizeof(sb_item));
+    if (!items) {
+        strlist_free(&entries);
+        return sb_fail(err, SB_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < entries.n && rc == SB_OK; i++) {
+        snprintf(items[i].entry, sizeof items[i].entry, "%s", entries.v[i]);
+        sb_entry_case(entries.v[i], items[i].case_id, sizeof items[i].case_id, &items[i].slice);
+        rc = resolve_entry(dir, entries.v[i], &items[i].image_path, &items[i].mask_path, err);
+    }
+    int n = entries.n;
+    strlist_free(&entries);
+    if (rc != SB_OK) {
+        for (int i = 0; i < n; i++) {
+            free(items[i].image_path);
+            free(items[i].mask_path);
+        }
+        free(items);
+        return rc;
+    }
+    *out = items;
+    *nout = n;
+    return SB_OK;
+}
+
 int sb_units_medbank(sb_units *out, const char *root, const char *split, int protocol, sb_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -271,33 +309,13 @@ int sb_units_medbank(sb_units *out, const char *root, const char *split, int pro
         snprintf(dir, sizeof dir, "%s/%s", root, name);
         snprintf(sp, sizeof sp, "%s/%s.txt", dir, split);
         sb_medbank_name(name, task, sizeof task, mod, sizeof mod);
-        strlist entries = {0};
-        rc = read_split(sp, &entries, err);
-        if (rc != SB_OK || entries.n == 0) {
-            strlist_free(&entries);
+        sb_item *items = NULL;
+        int n = 0;
+        rc = folder_items(dir, sp, &items, &n, err);
+        if (rc != SB_OK)
+            break;
+        if (n == 0)
             continue; /* an empty split is not an error */
-        }
-        sb_item *items = calloc((size_t)entries.n, sizeof(sb_item));
-        if (!items) {
-            strlist_free(&entries);
-            rc = sb_fail(err, SB_ENOMEM, "out of memory");
-            break;
-        }
-        for (int i = 0; i < entries.n && rc == SB_OK; i++) {
-            snprintf(items[i].entry, sizeof items[i].entry, "%s", entries.v[i]);
-            sb_entry_case(entries.v[i], items[i].case_id, sizeof items[i].case_id, &items[i].slice);
-            rc = resolve_entry(dir, entries.v[i], &items[i].image_path, &items[i].mask_path, err);
-        }
-        int n = entries.n;
-        strlist_free(&entries);
-        if (rc != SB_OK) {
-            for (int i = 0; i < n; i++) {
-                free(items[i].image_path);
-                free(items[i].mask_path);
-            }
-            free(items);
-            break;
-        }
         if (protocol == SB_PROTO_REFERENCE) {
             sb_unit *u = units_push(out, &cap);
             if (!u) {
@@ -401,6 +419,98 @@ int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const
         out->v[i].index = i;
     if (rc == SB_OK && out->n == 0)
         rc = sb_fail(err, SB_EFORMAT, "%s: no case to evaluate", n ? manifests[0] : "(no manifest)");
+    if (rc != SB_OK) {
+        sb_units_free(out);
+        sb_units_free_data(*datas, n);
+        *datas = NULL;
+    }
+    return rc;
+}
+
+/* Reference-protocol units of manifests: one unit per dataset folder, as the
+ * published main.py runs once per folder. Only MedBank-layout datasets have
+ * the split lists that protocol reproduces; an msd-layout dataset is an error
+ * that names it. The dataset name is the manifest's when its path matches one
+ * folder, else the folder's own name (one unit per folder). */
+int sb_units_manifests_reference(sb_units *out, const char *const *manifests, int n, const char *data_root,
+                                 void ***datas, sb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    *datas = calloc((size_t)(n > 0 ? n : 1), sizeof(void *));
+    if (!*datas)
+        return sb_fail(err, SB_ENOMEM, "out of memory");
+    int cap = 0, rc = SB_OK;
+    for (int mi = 0; mi < n && rc == SB_OK; mi++) {
+        sb_data *d = NULL;
+        rc = sb_data_open(&d, manifests[mi], data_root, NULL, 0, err);
+        if (rc)
+            break;
+        (*datas)[mi] = d;
+        for (int i = 0; i < sb_data_ndatasets(d) && rc == SB_OK; i++) {
+            const sb_dataset_spec *spec = sb_data_dataset(d, i);
+            if (spec->layout != SB_LAYOUT_MEDBANK) {
+                rc = sb_fail(err, SB_EUNSUPPORTED,
+                             "%s: dataset '%s': --protocol reference reproduces the published loop over a MedBank "
+                             "folder's split list; layout msd has none (use --protocol volume)",
+                             manifests[mi], spec->name);
+                break;
+            }
+            char pattern[4096];
+            snprintf(pattern, sizeof pattern, "%s/%s", data_root, spec->path);
+            glob_t g;
+            memset(&g, 0, sizeof g);
+            strlist dirs = {0};
+            if (glob(pattern, 0, NULL, &g) == 0) /* glob sorts the matches */
+                for (size_t k = 0; k < g.gl_pathc && rc == SB_OK; k++) {
+                    struct stat st;
+                    if (stat(g.gl_pathv[k], &st) == 0 && S_ISDIR(st.st_mode) && strlist_push(&dirs, g.gl_pathv[k]))
+                        rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                }
+            globfree(&g);
+            for (int k = 0; k < dirs.n && rc == SB_OK; k++) {
+                char sp[4096];
+                snprintf(sp, sizeof sp, "%s/%s", dirs.v[k], spec->split);
+                if (!file_exists(sp))
+                    continue; /* the data module has noted the folder without a split file */
+                sb_item *items = NULL;
+                int ni = 0;
+                rc = folder_items(dirs.v[k], sp, &items, &ni, err);
+                if (rc != SB_OK || ni == 0)
+                    continue;
+                sb_unit *x = units_push(out, &cap);
+                if (!x) {
+                    for (int q = 0; q < ni; q++) {
+                        free(items[q].image_path);
+                        free(items[q].mask_path);
+                    }
+                    free(items);
+                    rc = sb_fail(err, SB_ENOMEM, "out of memory");
+                    break;
+                }
+                const char *base = strrchr(dirs.v[k], '/');
+                base = base ? base + 1 : dirs.v[k];
+                snprintf(x->dataset, sizeof x->dataset, "%s", dirs.n == 1 ? spec->name : base);
+                snprintf(x->task, sizeof x->task, "%s", spec->task);
+                snprintf(x->modality, sizeof x->modality, "%s", spec->modality);
+                x->items = items;
+                x->nitems = ni;
+                x->tolerance_mm = spec->nsd_tolerance;
+            }
+            strlist_free(&dirs);
+        }
+    }
+    for (int i = 0; i < out->n; i++)
+        out->v[i].index = i;
+    if (rc == SB_OK && out->n == 0)
+        rc = sb_fail(err, SB_EFORMAT, "%s: no dataset folder with a split list to evaluate",
+                     n ? manifests[0] : "(no manifest)");
+    if (rc == SB_OK) /* dataset names must be unique: they key the journal and the tables */
+        for (int i = 0; i < out->n && rc == SB_OK; i++)
+            for (int j = i + 1; j < out->n; j++)
+                if (strcmp(out->v[i].dataset, out->v[j].dataset) == 0) {
+                    rc = sb_fail(err, SB_EINVAL, "dataset '%s' appears twice across the manifests", out->v[i].dataset);
+                    break;
+                }
     if (rc != SB_OK) {
         sb_units_free(out);
         sb_units_free_data(*datas, n);

@@ -41,11 +41,10 @@ static void put(const char *dir, const char *name, const int (*px)[2], int n)
     assert_int_equal(gen_png(p, img, 16, 16, 3), 0);
 }
 
-static void test_reference_by_hand(void **state)
+/* The hand-made dataset ROOT/Organ_CT_001 (see the counts in test_reference_by_hand). */
+static void make_by_hand(const char *root)
 {
-    (void)state;
-    char root[1024], dir[1200], p[2048];
-    snprintf(root, sizeof root, "%s", temp_path("ref_mb"));
+    char dir[1200], p[2048];
     snprintf(dir, sizeof dir, "%s/Organ_CT_001", root);
     mkdir(root, 0775);
     mkdir(dir, 0775);
@@ -74,6 +73,35 @@ static void test_reference_by_hand(void **state)
           "./image/c_slice_1.png\n./image/b_slice_10.png\n",
           f);
     fclose(f);
+}
+
+/* reference_batches.csv of the hand-made dataset under the name DATASET:
+ * string order a_slice_1 < b_slice_10 < b_slice_9 < c_slice_1 < c_slice_2;
+ * batch 0 = a_slice_1 + b_slice_10: I = 6 + 2 = 8, U = 6 + 16 = 22;
+ * batch 1 = b_slice_9 + c_slice_1 (straddles cases b and c): I = 1 + 5 = 6, U = 1 + 9 = 10. */
+static void check_batches(const char *out, const char *dataset)
+{
+    double iou0 = (8 + 1e-5) / (22 + 1e-5), iou1 = (6 + 1e-5) / (10 + 1e-5);
+    double d0 = 2 * iou0 / (iou0 + 1), d1 = 2 * iou1 / (iou1 + 1);
+    char want[1024], p[2048];
+    snprintf(p, sizeof p, "%s/reference_batches.csv", out);
+    char *s = slurp(p);
+    assert_non_null(s);
+    snprintf(want, sizeof want,
+             "dataset,batch,cases,intersection,union,iou,dice\n"
+             "%s,0,./image/a_slice_1.png;./image/b_slice_10.png,8,22,%.17g,%.17g\n"
+             "%s,1,./image/b_slice_9.png;./image/c_slice_1.png,6,10,%.17g,%.17g\n",
+             dataset, iou0, d0, dataset, iou1, d1);
+    assert_string_equal(s, want);
+    free(s);
+}
+
+static void test_reference_by_hand(void **state)
+{
+    (void)state;
+    char root[1024], p[2048];
+    snprintf(root, sizeof root, "%s", temp_path("ref_mb"));
+    make_by_hand(root);
     char out[1024];
     snprintf(out, sizeof out, "%s", temp_path("ref_out"));
     setenv("SAMBENCH_BOX_SIZE", "16", 1);
@@ -91,16 +119,8 @@ static void test_reference_by_hand(void **state)
     double iou0 = (8 + 1e-5) / (22 + 1e-5), iou1 = (6 + 1e-5) / (10 + 1e-5);
     double d0 = 2 * iou0 / (iou0 + 1), d1 = 2 * iou1 / (iou1 + 1);
     char want[1024];
-    snprintf(p, sizeof p, "%s/reference_batches.csv", out);
-    char *s = slurp(p);
-    assert_non_null(s);
-    snprintf(want, sizeof want,
-             "dataset,batch,cases,intersection,union,iou,dice\n"
-             "Organ_CT_001,0,./image/a_slice_1.png;./image/b_slice_10.png,8,22,%.17g,%.17g\n"
-             "Organ_CT_001,1,./image/b_slice_9.png;./image/c_slice_1.png,6,10,%.17g,%.17g\n",
-             iou0, d0, iou1, d1);
-    assert_string_equal(s, want);
-    free(s);
+    check_batches(out, "Organ_CT_001");
+    char *s;
     snprintf(p, sizeof p, "%s/per_case.csv", out);
     s = slurp(p);
     assert_non_null(strstr(s, "Organ_CT_001,./image/a_slice_1.png,0,3,4,5,5,6,6,6,"));
@@ -136,6 +156,77 @@ static void test_reference_by_hand(void **state)
     unsetenv("SAMBENCH_BOX_SIZE");
 }
 
+/* --protocol reference with --manifest: the manifest's MedBank-layout datasets give the same
+ * hand-derived batches as --medbank; a glob matching two folders gives one unit per folder (as
+ * main.py runs once per folder), named by the folder; an msd-layout dataset is refused by name. */
+static void test_reference_manifest(void **state)
+{
+    (void)state;
+    char root[1024], man[1200], out[1200], p[2048];
+    snprintf(root, sizeof root, "%s", temp_path("refm_mb"));
+    make_by_hand(root);
+    setenv("SAMBENCH_BOX_SIZE", "16", 1);
+    snprintf(man, sizeof man, "%s/m.yaml", root);
+    FILE *f = fopen(man, "w");
+    assert_non_null(f);
+    fputs("collection: handmade\ndatasets:\n  - name: Organ_CT_001\n    task: Organ\n    modality: CT\n"
+          "    path: Organ_CT_001\n    split: test.txt\n",
+          f);
+    fclose(f);
+    snprintf(out, sizeof out, "%s", temp_path("refm_out"));
+    char *o = NULL;
+    int rc = run_sambench(&o, "run --model box --protocol reference --batch 2 --box-jitter 0 --manifest %s "
+                              "--data-root %s --out %s --progress 0",
+                          man, root, out);
+    if (rc)
+        fprintf(stderr, "%s\n", o);
+    assert_int_equal(rc, 0);
+    free(o);
+    check_batches(out, "Organ_CT_001");
+    snprintf(p, sizeof p, "%s/per_case.csv", out);
+    char *s = slurp(p);
+    assert_non_null(s);
+    assert_non_null(strstr(s, "Organ_CT_001,./image/b_slice_10.png,0,2,2,5,5,2,16,2,"));
+    free(s);
+
+    /* a second folder with the same content, one glob over both */
+    snprintf(p, sizeof p, "cp -r %s/Organ_CT_001 %s/Organ_CT_002", root, root);
+    assert_int_equal(system(p), 0);
+    f = fopen(man, "w");
+    fputs("collection: handmade\ndatasets:\n  - name: Organ_CT\n    task: Organ\n    modality: CT\n"
+          "    path: \"Organ_CT_*\"\n",
+          f);
+    fclose(f);
+    snprintf(out, sizeof out, "%s", temp_path("refm_out2"));
+    assert_int_equal(run_sambench(&o, "run --model box --protocol reference --batch 2 --box-jitter 0 --manifest %s "
+                                      "--data-root %s --out %s --progress 0",
+                                  man, root, out),
+                     0);
+    free(o);
+    snprintf(p, sizeof p, "%s/reference_batches.csv", out);
+    s = slurp(p);
+    assert_non_null(s);
+    assert_non_null(strstr(s, "\nOrgan_CT_001,1,./image/b_slice_9.png;./image/c_slice_1.png,6,10,"));
+    assert_non_null(strstr(s, "\nOrgan_CT_002,1,./image/b_slice_9.png;./image/c_slice_1.png,6,10,"));
+    free(s);
+
+    /* an msd-layout dataset has no split list to reproduce */
+    f = fopen(man, "w");
+    fputs("collection: handmade\ndatasets:\n  - name: Organ_CT_001\n    task: Organ\n    modality: CT\n"
+          "    path: Organ_CT_001\n  - name: Liver_vol\n    task: Liver\n    modality: CT\n    layout: msd\n"
+          "    path: Task03_Liver\n",
+          f);
+    fclose(f);
+    snprintf(out, sizeof out, "%s", temp_path("refm_out3"));
+    rc = run_sambench(&o, "run --model box --protocol reference --manifest %s --data-root %s --out %s --progress 0",
+                      man, root, out);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(o, "Liver_vol"));
+    assert_non_null(strstr(o, "msd"));
+    free(o);
+    unsetenv("SAMBENCH_BOX_SIZE");
+}
+
 int main(void)
 {
     /* Under ASan, the `sambench run` children skip the leak check at exit: Open MPI leaves thousands
@@ -144,6 +235,7 @@ int main(void)
      * leak-checked in process (test_eval_in_process, and the journal/results/report tests). */
     if (!getenv("ASAN_OPTIONS"))
         setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reference_by_hand)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reference_by_hand),
+                                       cmocka_unit_test(test_reference_manifest)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,6 +116,120 @@ static void test_samed2_needs_bank(void **state)
     free(o);
 }
 
+/* ---- the SAMed-2 bank's scope, derived by hand -------------------------------------------------
+ * Two dataset folders with the same content: four copies of one image, entries a_slice_1,
+ * a_slice_2, b_slice_1, b_slice_2 (cases a and b). With --batch 2 and no jitter, batch 0 is case a
+ * and batch 1 is case b, and both batches see identical pixels and boxes. So:
+ *  - a bank whose every iou is 2 is never replaced (the predicted iou is a sigmoid, < 1): the
+ *    model state is the same for both batches, so b's rows equal a's;
+ *  - a bank whose every iou is -1 is replaced by every image (MODEL.md 4.3): in the reference
+ *    protocol batch 1 sees the bank batch 0 updated, so b's rows differ from a's, while the
+ *    second folder, which starts again from the pristine bank (main.py runs once per dataset),
+ *    repeats the first folder's rows exactly; in the volume protocol every case starts from the
+ *    pristine bank, so b's rows equal a's again. */
+static void bank_with_iou(const char *out, float iou)
+{
+    sb_bank *b = NULL;
+    sb_error e;
+    sb_error_clear(&e);
+    assert_int_equal(sb_bank_load(&b, fixture_path("memory_bank_list_6.pkl"), &e), SB_OK);
+    for (int64_t i = 0; i < b->n; i++)
+        b->iou[i] = iou;
+    assert_int_equal(sb_bank_save(b, out, "cpu", &e), SB_OK);
+    sb_bank_free(b);
+}
+
+/* The pred_pixels,tp fields of per_case.csv's row for (dataset, entry). */
+static void row_counts(const char *csv, const char *dataset, const char *entry, char *buf, size_t cap)
+{
+    char key[512];
+    snprintf(key, sizeof key, "\n%s,%s,", dataset, entry);
+    const char *r = strstr(csv, key);
+    assert_non_null(r);
+    r += strlen(key);
+    /* batch,box_x0,box_y0,box_x1,box_y1,gt_pixels, then pred_pixels,tp */
+    for (int k = 0; k < 6; k++) {
+        r = strchr(r, ',');
+        assert_non_null(r);
+        r++;
+    }
+    const char *end = strchr(strchr(r, ',') + 1, ',');
+    assert_non_null(end);
+    snprintf(buf, cap, "%.*s", (int)(end - r), r);
+}
+
+static char *run_scope(const char *root, const char *bank, const char *protocol, const char *tag)
+{
+    char out[1024], p[1200];
+    snprintf(out, sizeof out, "%s", temp_path(tag));
+    assert_int_equal(sh("env SAMBENCH_THREADS=1 %s run --model samed2 --model-config "
+                        "tests/fixtures/samed2_tiny_config.json --checkpoint tests/fixtures/samed2_tiny.pth "
+                        "--memory-bank %s --protocol %s --batch 2 --box-jitter 0 --medbank %s --out %s --progress 0 "
+                        ">%s.log 2>&1",
+                        bin(), bank, protocol, root, out, out),
+                     0);
+    snprintf(p, sizeof p, "%s/per_case.csv", out);
+    char *x = slurp(p);
+    assert_non_null(x);
+    return x;
+}
+
+static void test_samed2_bank_scope_by_hand(void **state)
+{
+    (void)state;
+    char root[1024], src[1024], keep[1024], swap[1024];
+    snprintf(root, sizeof root, "%s", temp_path("scope_mb"));
+    snprintf(src, sizeof src, "%s", temp_path("scope_src"));
+    sh("rm -rf %s %s; mkdir -p %s", root, src, root);
+    assert_int_equal(gen_dataset(src, "Src_CT_000", 1, 1, 40, 36, 11, 0, 0), 0);
+    for (int d = 1; d <= 2; d++) {
+        assert_int_equal(sh("set -e; D=%s/Organ_CT_00%d; mkdir -p $D/image $D/mask; : > $D/test.txt; "
+                            "for n in a_slice_1 a_slice_2 b_slice_1 b_slice_2; do "
+                            "cp %s/Src_CT_000/image/case00_slice_001.png $D/image/$n.png; "
+                            "cp %s/Src_CT_000/mask/case00_slice_001.png $D/mask/$n.png; "
+                            "echo ./image/$n.png >> $D/test.txt; done",
+                            root, d, src, src),
+                         0);
+    }
+    snprintf(keep, sizeof keep, "%s", temp_path("bank_keep.pkl"));
+    snprintf(swap, sizeof swap, "%s", temp_path("bank_swap.pkl"));
+    bank_with_iou(keep, 2.0f);
+    bank_with_iou(swap, -1.0f);
+    char a[64], b[64], c[64], d[64];
+
+    char *x = run_scope(root, keep, "reference", "scope_keep");
+    row_counts(x, "Organ_CT_001", "./image/a_slice_1.png", a, sizeof a);
+    row_counts(x, "Organ_CT_001", "./image/b_slice_1.png", b, sizeof b);
+    assert_string_equal(a, b); /* the bank never changed */
+    row_counts(x, "Organ_CT_001", "./image/a_slice_2.png", a, sizeof a);
+    row_counts(x, "Organ_CT_001", "./image/b_slice_2.png", b, sizeof b);
+    assert_string_equal(a, b);
+    free(x);
+
+    x = run_scope(root, swap, "reference", "scope_swap");
+    row_counts(x, "Organ_CT_001", "./image/a_slice_1.png", a, sizeof a);
+    row_counts(x, "Organ_CT_001", "./image/b_slice_1.png", b, sizeof b);
+    row_counts(x, "Organ_CT_002", "./image/a_slice_1.png", c, sizeof c);
+    row_counts(x, "Organ_CT_002", "./image/b_slice_1.png", d, sizeof d);
+    assert_string_not_equal(a, b); /* batch 1 saw the bank batch 0 updated */
+    assert_string_equal(a, c);     /* each dataset starts from the pristine bank */
+    assert_string_equal(b, d);
+    free(x);
+
+    x = run_scope(root, swap, "volume", "scope_swap_vol");
+    /* volume protocol: one case row per volume, everything after the case id must match */
+    char *ra = strstr(x, "\nOrgan_CT_001,Organ,CT,a,"), *rb = strstr(x, "\nOrgan_CT_001,Organ,CT,b,");
+    assert_non_null(ra);
+    assert_non_null(rb);
+    ra += strlen("\nOrgan_CT_001,Organ,CT,a,");
+    rb += strlen("\nOrgan_CT_001,Organ,CT,b,");
+    size_t la = strcspn(ra, "\n"), lb = strcspn(rb, "\n");
+    assert_true(la > 20);
+    assert_int_equal(la, lb);
+    assert_memory_equal(ra, rb, la);
+    free(x);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -138,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_samed2_tiny_volume),
         cmocka_unit_test(test_samed2_tiny_reference),
         cmocka_unit_test(test_samed2_needs_bank),
+        cmocka_unit_test(test_samed2_bank_scope_by_hand),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
