@@ -515,10 +515,8 @@ int cmd_run(int argc, char **argv)
     sb_units units = {0};
     void **datas = NULL;
     int rc;
-    if (a.nmanifests && a.protocol == SB_PROTO_REFERENCE)
-        rc = sb_units_manifests_reference(&units, a.manifests, a.nmanifests, a.data_root, &datas, &err);
-    else if (a.nmanifests)
-        rc = sb_units_manifests(&units, a.manifests, a.nmanifests, a.data_root, &datas, &err);
+    if (a.nmanifests)
+        rc = sb_units_manifests(&units, a.manifests, a.nmanifests, a.data_root, a.protocol, &datas, &err);
     else
         rc = sb_units_medbank(&units, a.medbank, a.split, a.protocol, &err);
     sb_run_model *model = NULL;

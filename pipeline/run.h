@@ -115,15 +115,13 @@ typedef struct sb_units {
  * `<split>.txt`. protocol picks volumes or whole datasets. */
 int sb_units_medbank(sb_units *out, const char *root, const char *split, int protocol, sb_error *err);
 void sb_units_free(sb_units *u);
-/* Volume-protocol units of one or more manifests through the data module;
- * *datas receives the opened collections (free with sb_units_free_data). */
-int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const char *data_root, void ***datas,
-                       sb_error *err);
+/* Units of one or more manifests through the data module: volume protocol,
+ * one per case; reference, one per MedBank-layout dataset folder (its split
+ * list as written, sorted; an msd-layout dataset is an error). *datas
+ * receives the opened collections (free with sb_units_free_data). */
+int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const char *data_root, int protocol,
+                       void ***datas, sb_error *err);
 void sb_units_free_data(void **datas, int n);
-/* Reference-protocol units of manifests: one per MedBank-layout dataset folder
- * (its split list as written, sorted); an msd-layout dataset is an error. */
-int sb_units_manifests_reference(sb_units *out, const char *const *manifests, int n, const char *data_root,
-                                 void ***datas, sb_error *err);
 /* Splits a MedBank folder name into task and modality; 0 if it does not match. */
 int sb_medbank_name(const char *folder, char *task, size_t tcap, char *modality, size_t mcap);
 /* Case id and slice index of a split entry (basename without extension; a

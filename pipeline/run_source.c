@@ -374,66 +374,97 @@ void sb_units_free(sb_units *u)
 }
 
 /* ---- manifests through the data module ------------------------------------------ */
-int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const char *data_root, void ***datas,
-                       sb_error *err)
+/* Volume protocol: one unit per case the data module listed. */
+static int manifest_volume_units(sb_units *out, int *cap, sb_data *d, int i, sb_error *err)
 {
-    memset(out, 0, sizeof *out);
-    *datas = calloc((size_t)(n > 0 ? n : 1), sizeof(void *));
-    if (!*datas)
-        return sb_fail(err, SB_ENOMEM, "out of memory");
-    int cap = 0, rc = SB_OK;
-    for (int mi = 0; mi < n && rc == SB_OK; mi++) {
-        sb_data *d = NULL;
-        rc = sb_data_open(&d, manifests[mi], data_root, NULL, 0, err);
-        if (rc)
-            break;
-        (*datas)[mi] = d;
-        for (int i = 0; i < sb_data_ndatasets(d) && rc == SB_OK; i++) {
-            const sb_dataset_spec *spec = sb_data_dataset(d, i);
-            for (int u = 0; u < out->n; u++)
-                if (strcmp(out->v[u].dataset, spec->name) == 0 && out->v[u].data != d) {
-                    rc = sb_fail(err, SB_EINVAL, "%s: dataset '%s' also appears in another manifest", manifests[mi],
-                                 spec->name);
-                    break;
-                }
-            for (int c = 0; c < sb_data_ncases(d, i) && rc == SB_OK; c++) {
-                sb_unit *x = units_push(out, &cap);
-                if (!x) {
-                    rc = sb_fail(err, SB_ENOMEM, "out of memory");
-                    break;
-                }
-                snprintf(x->dataset, sizeof x->dataset, "%s", spec->name);
-                snprintf(x->task, sizeof x->task, "%s", spec->task);
-                snprintf(x->modality, sizeof x->modality, "%s", spec->modality);
-                snprintf(x->case_id, sizeof x->case_id, "%s", sb_data_case_id(d, i, c));
-                int ns = sb_data_case_nslices(d, i, c);
-                x->nitems = ns > 0 ? ns : 64; /* NIfTI: not known before decoding; an estimate for the schedule */
-                x->data = d;
-                x->data_ds = i;
-                x->data_case = c;
-                x->tolerance_mm = spec->nsd_tolerance;
-            }
+    const sb_dataset_spec *spec = sb_data_dataset(d, i);
+    for (int c = 0; c < sb_data_ncases(d, i); c++) {
+        sb_unit *x = units_push(out, cap);
+        if (!x)
+            return sb_fail(err, SB_ENOMEM, "out of memory");
+        snprintf(x->dataset, sizeof x->dataset, "%s", spec->name);
+        snprintf(x->task, sizeof x->task, "%s", spec->task);
+        snprintf(x->modality, sizeof x->modality, "%s", spec->modality);
+        snprintf(x->case_id, sizeof x->case_id, "%s", sb_data_case_id(d, i, c));
+        int ns = sb_data_case_nslices(d, i, c);
+        x->nitems = ns > 0 ? ns : 64; /* NIfTI: not known before decoding; an estimate for the schedule */
+        x->data = d;
+        x->data_ds = i;
+        x->data_case = c;
+        x->tolerance_mm = spec->nsd_tolerance;
+    }
+    return SB_OK;
+}
+
+/* Reference protocol: one unit per dataset folder, as the published main.py
+ * runs once per folder, over the folder's split list as written. Only
+ * MedBank-layout datasets have the split lists that protocol reproduces; an
+ * msd-layout dataset is an error that names it. The unit takes the
+ * manifest's dataset name when the path matches one folder, else the
+ * folder's own name. */
+static int manifest_reference_units(sb_units *out, int *cap, const sb_dataset_spec *spec, const char *manifest,
+                                    const char *data_root, sb_error *err)
+{
+    if (spec->layout != SB_LAYOUT_MEDBANK)
+        return sb_fail(err, SB_EUNSUPPORTED,
+                       "%s: dataset '%s': --protocol reference reproduces the published loop over a MedBank "
+                       "folder's split list; layout msd has none (use --protocol volume)",
+                       manifest, spec->name);
+    char pattern[4096];
+    snprintf(pattern, sizeof pattern, "%s/%s", data_root, spec->path);
+    glob_t g;
+    memset(&g, 0, sizeof g);
+    strlist dirs = {0};
+    int rc = SB_OK;
+    if (glob(pattern, 0, NULL, &g) == 0) /* glob sorts the matches */
+        for (size_t k = 0; k < g.gl_pathc && rc == SB_OK; k++) {
+            struct stat st;
+            if (stat(g.gl_pathv[k], &st) == 0 && S_ISDIR(st.st_mode) && strlist_push(&dirs, g.gl_pathv[k]))
+                rc = sb_fail(err, SB_ENOMEM, "out of memory");
         }
+    globfree(&g);
+    for (int k = 0; k < dirs.n && rc == SB_OK; k++) {
+        char sp[4096];
+        snprintf(sp, sizeof sp, "%s/%s", dirs.v[k], spec->split);
+        if (!file_exists(sp))
+            continue; /* the data module has noted the folder without a split file */
+        sb_item *items = NULL;
+        int ni = 0;
+        rc = folder_items(dirs.v[k], sp, &items, &ni, err);
+        if (rc != SB_OK || ni == 0)
+            continue;
+        sb_unit *x = units_push(out, cap);
+        if (!x) {
+            for (int q = 0; q < ni; q++) {
+                free(items[q].image_path);
+                free(items[q].mask_path);
+            }
+            free(items);
+            rc = sb_fail(err, SB_ENOMEM, "out of memory");
+            break;
+        }
+        const char *base = strrchr(dirs.v[k], '/');
+        base = base ? base + 1 : dirs.v[k];
+        snprintf(x->dataset, sizeof x->dataset, "%s", dirs.n == 1 ? spec->name : base);
+        snprintf(x->task, sizeof x->task, "%s", spec->task);
+        snprintf(x->modality, sizeof x->modality, "%s", spec->modality);
+        x->items = items;
+        x->nitems = ni;
+        x->tolerance_mm = spec->nsd_tolerance;
     }
-    for (int i = 0; i < out->n; i++)
-        out->v[i].index = i;
-    if (rc == SB_OK && out->n == 0)
-        rc = sb_fail(err, SB_EFORMAT, "%s: no case to evaluate", n ? manifests[0] : "(no manifest)");
-    if (rc != SB_OK) {
-        sb_units_free(out);
-        sb_units_free_data(*datas, n);
-        *datas = NULL;
-    }
+    strlist_free(&dirs);
     return rc;
 }
 
-/* Reference-protocol units of manifests: one unit per dataset folder, as the
- * published main.py runs once per folder. Only MedBank-layout datasets have
- * the split lists that protocol reproduces; an msd-layout dataset is an error
- * that names it. The dataset name is the manifest's when its path matches one
- * folder, else the folder's own name (one unit per folder). */
-int sb_units_manifests_reference(sb_units *out, const char *const *manifests, int n, const char *data_root,
-                                 void ***datas, sb_error *err)
+static int cmp_unit_key(const void *a, const void *b)
+{
+    const sb_unit *x = *(const sb_unit *const *)a, *y = *(const sb_unit *const *)b;
+    int c = strcmp(x->dataset, y->dataset);
+    return c ? c : strcmp(x->case_id, y->case_id);
+}
+
+int sb_units_manifests(sb_units *out, const char *const *manifests, int n, const char *data_root, int protocol,
+                       void ***datas, sb_error *err)
 {
     memset(out, 0, sizeof *out);
     *datas = calloc((size_t)(n > 0 ? n : 1), sizeof(void *));
@@ -446,71 +477,30 @@ int sb_units_manifests_reference(sb_units *out, const char *const *manifests, in
         if (rc)
             break;
         (*datas)[mi] = d;
-        for (int i = 0; i < sb_data_ndatasets(d) && rc == SB_OK; i++) {
-            const sb_dataset_spec *spec = sb_data_dataset(d, i);
-            if (spec->layout != SB_LAYOUT_MEDBANK) {
-                rc = sb_fail(err, SB_EUNSUPPORTED,
-                             "%s: dataset '%s': --protocol reference reproduces the published loop over a MedBank "
-                             "folder's split list; layout msd has none (use --protocol volume)",
-                             manifests[mi], spec->name);
-                break;
-            }
-            char pattern[4096];
-            snprintf(pattern, sizeof pattern, "%s/%s", data_root, spec->path);
-            glob_t g;
-            memset(&g, 0, sizeof g);
-            strlist dirs = {0};
-            if (glob(pattern, 0, NULL, &g) == 0) /* glob sorts the matches */
-                for (size_t k = 0; k < g.gl_pathc && rc == SB_OK; k++) {
-                    struct stat st;
-                    if (stat(g.gl_pathv[k], &st) == 0 && S_ISDIR(st.st_mode) && strlist_push(&dirs, g.gl_pathv[k]))
-                        rc = sb_fail(err, SB_ENOMEM, "out of memory");
-                }
-            globfree(&g);
-            for (int k = 0; k < dirs.n && rc == SB_OK; k++) {
-                char sp[4096];
-                snprintf(sp, sizeof sp, "%s/%s", dirs.v[k], spec->split);
-                if (!file_exists(sp))
-                    continue; /* the data module has noted the folder without a split file */
-                sb_item *items = NULL;
-                int ni = 0;
-                rc = folder_items(dirs.v[k], sp, &items, &ni, err);
-                if (rc != SB_OK || ni == 0)
-                    continue;
-                sb_unit *x = units_push(out, &cap);
-                if (!x) {
-                    for (int q = 0; q < ni; q++) {
-                        free(items[q].image_path);
-                        free(items[q].mask_path);
-                    }
-                    free(items);
-                    rc = sb_fail(err, SB_ENOMEM, "out of memory");
-                    break;
-                }
-                const char *base = strrchr(dirs.v[k], '/');
-                base = base ? base + 1 : dirs.v[k];
-                snprintf(x->dataset, sizeof x->dataset, "%s", dirs.n == 1 ? spec->name : base);
-                snprintf(x->task, sizeof x->task, "%s", spec->task);
-                snprintf(x->modality, sizeof x->modality, "%s", spec->modality);
-                x->items = items;
-                x->nitems = ni;
-                x->tolerance_mm = spec->nsd_tolerance;
-            }
-            strlist_free(&dirs);
-        }
+        for (int i = 0; i < sb_data_ndatasets(d) && rc == SB_OK; i++)
+            rc = protocol == SB_PROTO_REFERENCE
+                     ? manifest_reference_units(out, &cap, sb_data_dataset(d, i), manifests[mi], data_root, err)
+                     : manifest_volume_units(out, &cap, d, i, err);
     }
     for (int i = 0; i < out->n; i++)
         out->v[i].index = i;
     if (rc == SB_OK && out->n == 0)
-        rc = sb_fail(err, SB_EFORMAT, "%s: no dataset folder with a split list to evaluate",
-                     n ? manifests[0] : "(no manifest)");
-    if (rc == SB_OK) /* dataset names must be unique: they key the journal and the tables */
-        for (int i = 0; i < out->n && rc == SB_OK; i++)
-            for (int j = i + 1; j < out->n; j++)
-                if (strcmp(out->v[i].dataset, out->v[j].dataset) == 0) {
-                    rc = sb_fail(err, SB_EINVAL, "dataset '%s' appears twice across the manifests", out->v[i].dataset);
-                    break;
-                }
+        rc = sb_fail(err, SB_EFORMAT, "%s: no %s to evaluate", n ? manifests[0] : "(no manifest)",
+                     protocol == SB_PROTO_REFERENCE ? "dataset folder with a split list" : "case");
+    /* (dataset, case) keys the journal and the tables: it must name one unit */
+    if (rc == SB_OK && out->n > 1) {
+        const sb_unit **byname = malloc(sizeof *byname * (size_t)out->n);
+        if (!byname)
+            rc = sb_fail(err, SB_ENOMEM, "out of memory");
+        for (int i = 0; byname && i < out->n; i++)
+            byname[i] = &out->v[i];
+        if (byname)
+            qsort(byname, (size_t)out->n, sizeof *byname, cmp_unit_key);
+        for (int i = 1; byname && i < out->n && rc == SB_OK; i++)
+            if (cmp_unit_key(&byname[i - 1], &byname[i]) == 0)
+                rc = sb_fail(err, SB_EINVAL, "dataset '%s' appears twice across the manifests", byname[i]->dataset);
+        free(byname);
+    }
     if (rc != SB_OK) {
         sb_units_free(out);
         sb_units_free_data(*datas, n);

@@ -189,6 +189,16 @@ static void test_reference_manifest(void **state)
     assert_non_null(strstr(s, "Organ_CT_001,./image/b_slice_10.png,0,2,2,5,5,2,16,2,"));
     free(s);
 
+    /* the same dataset from two manifests is one name for two units: refused in both protocols */
+    for (int k = 0; k < 2; k++) {
+        rc = run_sambench(&o, "run --model box --protocol %s --manifest %s --manifest %s --data-root %s --out %s_dup "
+                              "--progress 0",
+                          k ? "reference" : "volume", man, man, root, out);
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(o, "dataset 'Organ_CT_001' appears twice across the manifests"));
+        free(o);
+    }
+
     /* a second folder with the same content, one glob over both */
     snprintf(p, sizeof p, "cp -r %s/Organ_CT_001 %s/Organ_CT_002", root, root);
     assert_int_equal(system(p), 0);
