@@ -4,6 +4,7 @@
 
 #include "../core/sambench.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit statuses shared by every subcommand (documented in README.md). */
@@ -40,6 +41,42 @@ void sb_log_write(int level, const char *file, int line, const char *fmt, ...)
 #define SB_INFO(...) SB_LOG(SB_LOG_INFO, __VA_ARGS__)
 #define SB_WARN(...) SB_LOG(SB_LOG_WARN, __VA_ARGS__)
 #define SB_ERR(...) SB_LOG(SB_LOG_ERROR, __VA_ARGS__)
+
+/* Command-line options, one table per command (pipeline/cli_opts.c). An
+ * option takes its value from the next argument ("--batch 4") or after '='
+ * ("--batch=4"); a bad value is
+ * "sambench <cmd>: --batch x: expected <expect>" and exit status 2. */
+enum {
+    SB_OPT_FLAG,   /* int *: set to 1 */
+    SB_OPT_STR,    /* const char **: the argument */
+    SB_OPT_LIST,   /* sb_opt_list *: appended (repeatable option) */
+    SB_OPT_INT,    /* int *: an integer in [lo, hi] */
+    SB_OPT_U64,    /* uint64_t *: a non-negative integer */
+    SB_OPT_DOUBLE, /* double *: a finite number in [lo, hi] */
+    SB_OPT_FN      /* parse(value, dst) == 0 */
+};
+typedef struct {
+    const char **v;
+    int n, max;
+} sb_opt_list;
+typedef struct sb_opt {
+    const char *name; /* "--batch" */
+    int kind;         /* SB_OPT_* */
+    void *dst;
+    double lo, hi;      /* SB_OPT_INT / SB_OPT_DOUBLE: accepted range, inclusive */
+    const char *expect; /* what a bad value should have been: "an integer in [1, 1024]" */
+    int (*parse)(const char *value, void *dst);
+} sb_opt;
+/* Parses argv[1..] against opts (terminated by an entry with name NULL).
+ * Arguments that are not options go to *pos (NULL: they are errors).
+ * Returns 0 when parsed, 1 when --help/-h printed the usage to stdout, and
+ * SB_EXIT_USAGE after printing what is wrong. */
+int sb_opts_parse(const char *cmd, int argc, char **argv, const sb_opt *opts, sb_opt_list *pos,
+                  void (*usage)(FILE *));
+/* Parsers for SB_OPT_FN and for values given in other places. */
+int sb_parse_int(const char *s, long lo, long hi, int *out);
+int sb_parse_double(const char *s, double *out); /* finite */
+int sb_parse_u64(const char *s, uint64_t *out);
 
 /* Prints "sambench <cmd>: <message>" to stderr for a failed core call and
  * returns SB_EXIT_USAGE (bad input is exit status 2 everywhere). */

@@ -175,13 +175,11 @@ static void bench_usage(FILE *f)
     fprintf(f, "\n");
 }
 
-static int parse_pos(const char *v, long lo, long hi, long *out)
+static int parse_format(const char *v, void *dst)
 {
-    char *e = NULL;
-    long x = strtol(v, &e, 10);
-    if (!e || *e || e == v || x < lo || x > hi)
+    if (strcmp(v, "json") && strcmp(v, "table"))
         return -1;
-    *out = x;
+    *(const char **)dst = v;
     return 0;
 }
 
@@ -189,66 +187,24 @@ int cmd_bench_model(int argc, char **argv)
 {
     const char *flow = NULL, *cfg = NULL, *ckpt = NULL, *format = "table", *bank_path = NULL, *save_bank = NULL;
     int random_w = 0;
-    long batch = 0, reps = 0, threads = 0, bank_entries = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            bench_usage(stdout);
-            return SB_EXIT_OK;
-        } else if (!strcmp(a, "--flow") && v) {
-            flow = v;
-            i++;
-        } else if (!strcmp(a, "--model-config") && v) {
-            cfg = v;
-            i++;
-        } else if (!strcmp(a, "--checkpoint") && v) {
-            ckpt = v;
-            i++;
-        } else if (!strcmp(a, "--random-weights")) {
-            random_w = 1;
-        } else if (!strcmp(a, "--memory-bank") && v) {
-            bank_path = v;
-            i++;
-        } else if (!strcmp(a, "--save-bank") && v) {
-            save_bank = v;
-            i++;
-        } else if (!strcmp(a, "--bank-entries") && v) {
-            if (parse_pos(v, 1, 1000000, &bank_entries)) {
-                fprintf(stderr, "sambench bench-model: --bank-entries %s: expected a positive integer\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else if (!strcmp(a, "--batch") && v) {
-            if (parse_pos(v, 1, 4096, &batch)) {
-                fprintf(stderr, "sambench bench-model: --batch %s: expected a positive integer\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else if (!strcmp(a, "--reps") && v) {
-            if (parse_pos(v, 1, 100000, &reps)) {
-                fprintf(stderr, "sambench bench-model: --reps %s: expected a positive integer\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else if (!strcmp(a, "--threads") && v) {
-            if (parse_pos(v, 1, 4096, &threads)) {
-                fprintf(stderr, "sambench bench-model: --threads %s: expected a positive integer\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else if (!strcmp(a, "--format") && v) {
-            format = v;
-            if (strcmp(v, "json") && strcmp(v, "table")) {
-                fprintf(stderr, "sambench bench-model: --format %s: expected json or table\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else {
-            fprintf(stderr, "sambench bench-model: unknown or incomplete option '%s'\n", a);
-            bench_usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
+    int batch = 0, reps = 0, threads = 0, bank_entries = 0;
+    const sb_opt opts[] = {
+        {"--flow", SB_OPT_STR, &flow, 0, 0, NULL, NULL},
+        {"--model-config", SB_OPT_STR, &cfg, 0, 0, NULL, NULL},
+        {"--checkpoint", SB_OPT_STR, &ckpt, 0, 0, NULL, NULL},
+        {"--random-weights", SB_OPT_FLAG, &random_w, 0, 0, NULL, NULL},
+        {"--memory-bank", SB_OPT_STR, &bank_path, 0, 0, NULL, NULL},
+        {"--save-bank", SB_OPT_STR, &save_bank, 0, 0, NULL, NULL},
+        {"--bank-entries", SB_OPT_INT, &bank_entries, 1, 1000000, "an integer in [1, 1000000]", NULL},
+        {"--batch", SB_OPT_INT, &batch, 1, 4096, "an integer in [1, 4096]", NULL},
+        {"--reps", SB_OPT_INT, &reps, 1, 100000, "an integer in [1, 100000]", NULL},
+        {"--threads", SB_OPT_INT, &threads, 1, 4096, "an integer in [1, 4096]", NULL},
+        {"--format", SB_OPT_FN, &format, 0, 0, "json or table", parse_format},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("bench-model", argc, argv, opts, NULL, bench_usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
     if (!flow || !batch || !reps || (!ckpt && !random_w) || (ckpt && random_w)) {
         fprintf(stderr, "sambench bench-model: --flow, --batch, --reps and one of --checkpoint / --random-weights "
                         "are required\n");
@@ -389,7 +345,7 @@ int cmd_bench_model(int argc, char **argv)
         goto out;
     double warm = now_s() - t0;
     fo.profile = prof;
-    for (long r = 0; r < reps; r++) {
+    for (int r = 0; r < reps; r++) {
         peaks[npk] = sgemm_peak(1536, &cpeaks[npk]);
         npk++;
         t0 = now_s();
@@ -419,7 +375,7 @@ int cmd_bench_model(int argc, char **argv)
     char desc[256];
     sb_model_describe(m, desc, sizeof desc);
     if (!strcmp(format, "json")) {
-        printf("{\"flow\": \"%s\", \"batch\": %lld, \"reps\": %ld, \"threads\": %d, \"image_size\": %lld,\n", bf->name,
+        printf("{\"flow\": \"%s\", \"batch\": %lld, \"reps\": %d, \"threads\": %d, \"image_size\": %lld,\n", bf->name,
                (long long)B, reps, nthreads, (long long)S);
         printf(" \"blas_core\": \"%s\", \"weights\": \"%s\",\n", sb_blas_corename(), ckpt ? "checkpoint" : "random");
         printf(" \"seconds_per_image\": %.6f, \"gflop_per_image\": %.3f, \"sgemm_peak_gflops\": %.3f,\n", med, gflop,
@@ -443,7 +399,7 @@ int cmd_bench_model(int argc, char **argv)
         printf("}}\n");
     } else {
         printf("bench-model: %s\n", desc);
-        printf("flow %s, batch %lld, %ld reps after 1 warm-up, %d thread(s), image %lldx%lld, OpenBLAS %s, %s weights\n\n",
+        printf("flow %s, batch %lld, %d reps after 1 warm-up, %d thread(s), image %lldx%lld, OpenBLAS %s, %s weights\n\n",
                bf->name, (long long)B, reps, nthreads, (long long)S, (long long)S, sb_blas_corename(),
                ckpt ? "checkpoint" : "random");
         printf("| figure | measured | goal |\n|---|---|---|\n");

@@ -3,7 +3,6 @@
 #include "cli.h"
 #include "run.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,59 +18,33 @@ static void compare_usage(FILE *f)
                "(default CAND_RESULTS/compare.md).\n");
 }
 
-static int num(const char *s, double *v)
+static int parse_alpha(const char *v, void *dst)
 {
-    char *e = NULL;
-    errno = 0;
-    *v = strtod(s, &e);
-    return errno || !e || *e || e == s || !isfinite(*v) ? -1 : 0;
+    double a;
+    if (sb_parse_double(v, &a) || a <= 0 || a >= 1)
+        return -1;
+    *(double *)dst = a;
+    return 0;
 }
 
 int cmd_compare(int argc, char **argv)
 {
     const char *pos[2];
-    int np = 0;
     sb_compare_opts o = {"dice", 0.01, 0.05, SB_EMPTY_NAN, 0, NULL};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            compare_usage(stdout);
-            return SB_EXIT_OK;
-        } else if (!strcmp(a, "--metric") && v) {
-            o.metric = v;
-            i++;
-        } else if (!strcmp(a, "--max-drop") && v) {
-            if (num(v, &o.max_drop) || o.max_drop < 0) {
-                fprintf(stderr, "sambench compare: --max-drop %s: expected a number >= 0\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else if (!strcmp(a, "--alpha") && v) {
-            if (num(v, &o.alpha) || o.alpha <= 0 || o.alpha >= 1) {
-                fprintf(stderr, "sambench compare: --alpha %s: expected a number in (0, 1)\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else if (!strcmp(a, "--empty-policy") && v) {
-            if (sb_run_parse_empty_policy(v, &o.empty_policy)) {
-                fprintf(stderr, "sambench compare: --empty-policy %s: expected nan, one or zero\n", v);
-                return SB_EXIT_USAGE;
-            }
-            i++;
-        } else if (!strcmp(a, "--out") && v) {
-            o.out = v;
-            i++;
-        } else if (!strcmp(a, "--seed") && v) {
-            o.seed = strtoull(v, NULL, 10);
-            i++;
-        } else if (a[0] == '-' || np == 2) {
-            fprintf(stderr, "sambench compare: unexpected argument '%s'\n", a);
-            return SB_EXIT_USAGE;
-        } else {
-            pos[np++] = a;
-        }
-    }
+    sb_opt_list folders = {pos, 0, 2};
+    const sb_opt opts[] = {
+        {"--metric", SB_OPT_STR, &o.metric, 0, 0, NULL, NULL},
+        {"--max-drop", SB_OPT_DOUBLE, &o.max_drop, 0, HUGE_VAL, "a number >= 0", NULL},
+        {"--alpha", SB_OPT_FN, &o.alpha, 0, 0, "a number in (0, 1)", parse_alpha},
+        {"--empty-policy", SB_OPT_FN, &o.empty_policy, 0, 0, "nan, one or zero", sb_run_parse_empty_policy},
+        {"--out", SB_OPT_STR, &o.out, 0, 0, NULL, NULL},
+        {"--seed", SB_OPT_U64, &o.seed, 0, 0, "a non-negative integer", NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("compare", argc, argv, opts, &folders, compare_usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    const int np = folders.n;
     if (np != 2) {
         compare_usage(stderr);
         return SB_EXIT_USAGE;

@@ -341,49 +341,24 @@ int cmd_replay(int argc, char **argv)
     const char *flow = NULL, *cfg = NULL, *ckpt = NULL, *outdir = NULL, *bank_path = NULL;
     int threads = 0;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
-    int nf = 0;
     if (!files)
         return SB_EXIT_FAIL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            replay_usage(stdout);
-            free(files);
-            return SB_EXIT_OK;
-        } else if (!strcmp(a, "--flow") && v) {
-            flow = v;
-            i++;
-        } else if (!strcmp(a, "--model-config") && v) {
-            cfg = v;
-            i++;
-        } else if (!strcmp(a, "--checkpoint") && v) {
-            ckpt = v;
-            i++;
-        } else if (!strcmp(a, "--output-dir") && v) {
-            outdir = v;
-            i++;
-        } else if (!strcmp(a, "--memory-bank") && v) {
-            bank_path = v;
-            i++;
-        } else if (!strcmp(a, "--threads") && v) {
-            char *e = NULL;
-            long t = strtol(v, &e, 10);
-            if (!e || *e || t < 1 || t > 4096) {
-                fprintf(stderr, "sambench replay: --threads %s: expected a positive integer\n", v);
-                free(files);
-                return SB_EXIT_USAGE;
-            }
-            threads = (int)t;
-            i++;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "sambench replay: unknown or incomplete option '%s'\n", a);
-            replay_usage(stderr);
-            free(files);
-            return SB_EXIT_USAGE;
-        } else {
-            files[nf++] = a;
-        }
+    sb_opt_list steps = {files, 0, argc};
+    const sb_opt opts[] = {
+        {"--flow", SB_OPT_STR, &flow, 0, 0, NULL, NULL},
+        {"--model-config", SB_OPT_STR, &cfg, 0, 0, NULL, NULL},
+        {"--checkpoint", SB_OPT_STR, &ckpt, 0, 0, NULL, NULL},
+        {"--output-dir", SB_OPT_STR, &outdir, 0, 0, NULL, NULL},
+        {"--memory-bank", SB_OPT_STR, &bank_path, 0, 0, NULL, NULL},
+        {"--threads", SB_OPT_INT, &threads, 1, 4096, "an integer in [1, 4096]", NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("replay", argc, argv, opts, &steps, replay_usage);
+    if (prc) {
+        free(files);
+        return prc == 1 ? SB_EXIT_OK : prc;
     }
+    const int nf = steps.n;
     if (!flow || !cfg || !ckpt || !outdir || nf == 0) {
         fprintf(stderr, "sambench replay: --flow, --model-config, --checkpoint, --output-dir and at least one "
                         "STEP.h5 are required\n");

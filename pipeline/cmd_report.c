@@ -19,59 +19,60 @@ static void report_usage(FILE *f)
                "table with a column per model: models.md/.csv/.tex/.json in --out (default: current directory).\n");
 }
 
+static int parse_formats(const char *v, void *dst)
+{
+    sb_report_opts *o = dst;
+    o->md = o->csv = o->tex = o->json = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "md"))
+            o->md = 1;
+        else if (!strcmp(t, "csv"))
+            o->csv = 1;
+        else if (!strcmp(t, "tex"))
+            o->tex = 1;
+        else if (!strcmp(t, "json"))
+            o->json = 1;
+        else
+            return -1;
+    }
+    return o->md || o->csv || o->tex || o->json ? 0 : -1;
+}
+
+typedef struct {
+    uint64_t v;
+    int set;
+} given_seed;
+static int parse_seed(const char *v, void *dst)
+{
+    given_seed *g = dst;
+    g->set = 1;
+    return sb_parse_u64(v, &g->v);
+}
+
 int cmd_report(int argc, char **argv)
 {
     const char *dirs[256];
-    int nd = 0;
     const char *out = NULL;
     sb_report_opts o = {SB_EMPTY_NAN, 1, 1, 1, 1, 0, 1000};
-    int policy_set = 0, seed_set = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            report_usage(stdout);
-            return SB_EXIT_OK;
-        } else if (!strcmp(a, "--format") && v) {
-            o.md = o.csv = o.tex = o.json = 0;
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", v);
-            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                if (!strcmp(t, "md"))
-                    o.md = 1;
-                else if (!strcmp(t, "csv"))
-                    o.csv = 1;
-                else if (!strcmp(t, "tex"))
-                    o.tex = 1;
-                else if (!strcmp(t, "json"))
-                    o.json = 1;
-                else {
-                    fprintf(stderr, "sambench report: --format: unknown format '%s' (md, csv, tex, json)\n", t);
-                    return SB_EXIT_USAGE;
-                }
-            }
-            i++;
-        } else if (!strcmp(a, "--empty-policy") && v) {
-            if (sb_run_parse_empty_policy(v, &o.empty_policy)) {
-                fprintf(stderr, "sambench report: --empty-policy %s: expected nan, one or zero\n", v);
-                return SB_EXIT_USAGE;
-            }
-            policy_set = 1;
-            i++;
-        } else if (!strcmp(a, "--out") && v) {
-            out = v;
-            i++;
-        } else if (!strcmp(a, "--seed") && v) {
-            o.seed = strtoull(v, NULL, 10);
-            seed_set = 1;
-            i++;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "sambench report: unknown option or missing value '%s'\n", a);
-            return SB_EXIT_USAGE;
-        } else if (nd < 256) {
-            dirs[nd++] = a;
-        }
-    }
+    int policy_set = -1;
+    given_seed seed = {0, 0};
+    sb_opt_list folders = {dirs, 0, 256};
+    const sb_opt opts[] = {
+        {"--format", SB_OPT_FN, &o, 0, 0, "a comma-separated list of md, csv, tex, json", parse_formats},
+        {"--empty-policy", SB_OPT_FN, &policy_set, 0, 0, "nan, one or zero", sb_run_parse_empty_policy},
+        {"--out", SB_OPT_STR, &out, 0, 0, NULL, NULL},
+        {"--seed", SB_OPT_FN, &seed, 0, 0, "a non-negative integer", parse_seed},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("report", argc, argv, opts, &folders, report_usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    const int nd = folders.n;
+    o.seed = seed.v;
+    if (policy_set >= 0)
+        o.empty_policy = policy_set;
     if (nd == 0) {
         report_usage(stderr);
         return SB_EXIT_USAGE;
@@ -98,9 +99,9 @@ int cmd_report(int argc, char **argv)
     sb_prov p;
     if (sb_results_read(path, &recs, &b, &p, &err) != SB_OK)
         return sb_report_error("report", &err);
-    if (!policy_set)
-        o.empty_policy = p.empty_policy;
-    if (!seed_set)
+    /* the run's own policy and seed unless given here */
+    o.empty_policy = policy_set >= 0 ? policy_set : p.empty_policy;
+    if (!seed.set)
         o.seed = (uint64_t)p.seed;
     const char *dir = out ? out : dirs[0];
     int rc = sb_mkdir_p(dir, &err);

@@ -63,25 +63,14 @@ static void run_usage(FILE *f)
             "Exit status: 0 done, 2 bad arguments or input, 75 interrupted by SIGTERM/SIGUSR1 (rerun with --resume).\n");
 }
 
-static int parse_double(const char *s, double *out)
+static int parse_protocol(const char *v, void *dst)
 {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || !end || *end || end == s || !isfinite(v))
+    if (!strcmp(v, "volume"))
+        *(int *)dst = SB_PROTO_VOLUME;
+    else if (!strcmp(v, "reference"))
+        *(int *)dst = SB_PROTO_REFERENCE;
+    else
         return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || !end || *end || end == s || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
     return 0;
 }
 
@@ -96,115 +85,32 @@ static int parse_args(int argc, char **argv, run_args *a)
     a->threshold = 0.5;
     a->tolerance_2d = 2.0;
     a->progress = 10;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED()                                                                       \
-    do {                                                                             \
-        if (!v) {                                                                    \
-            fprintf(stderr, "sambench run: %s needs a value\n", o);                  \
-            return 2;                                                                \
-        }                                                                            \
-        i++;                                                                         \
-    } while (0)
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            run_usage(stdout);
-            return 1;
-        } else if (!strcmp(o, "--model")) {
-            NEED();
-            a->model = v;
-        } else if (!strcmp(o, "--model-config")) {
-            NEED();
-            a->model_config = v;
-        } else if (!strcmp(o, "--checkpoint")) {
-            NEED();
-            a->checkpoint = v;
-        } else if (!strcmp(o, "--memory-bank")) {
-            NEED();
-            a->memory_bank = v;
-        } else if (!strcmp(o, "--manifest")) {
-            NEED();
-            if (a->nmanifests == 64) {
-                fprintf(stderr, "sambench run: at most 64 --manifest\n");
-                return 2;
-            }
-            a->manifests[a->nmanifests++] = v;
-        } else if (!strcmp(o, "--data-root")) {
-            NEED();
-            a->data_root = v;
-        } else if (!strcmp(o, "--medbank")) {
-            NEED();
-            a->medbank = v;
-        } else if (!strcmp(o, "--split")) {
-            NEED();
-            a->split = v;
-        } else if (!strcmp(o, "--out")) {
-            NEED();
-            a->out = v;
-        } else if (!strcmp(o, "--protocol")) {
-            NEED();
-            if (!strcmp(v, "volume"))
-                a->protocol = SB_PROTO_VOLUME;
-            else if (!strcmp(v, "reference"))
-                a->protocol = SB_PROTO_REFERENCE;
-            else {
-                fprintf(stderr, "sambench run: --protocol %s: expected volume or reference\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--batch")) {
-            NEED();
-            if (parse_int(v, 1, 1024, &a->batch)) {
-                fprintf(stderr, "sambench run: --batch %s: expected an integer in [1, 1024]\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--box-jitter")) {
-            NEED();
-            if (parse_int(v, 0, 100000, &a->box_jitter)) {
-                fprintf(stderr, "sambench run: --box-jitter %s: expected an integer >= 0\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--seed")) {
-            NEED();
-            char *end = NULL;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (errno || !end || *end || end == v) {
-                fprintf(stderr, "sambench run: --seed %s: expected a non-negative integer\n", v);
-                return 2;
-            }
-            a->seed = s;
-        } else if (!strcmp(o, "--threshold")) {
-            NEED();
-            if (parse_double(v, &a->threshold)) {
-                fprintf(stderr, "sambench run: --threshold %s: expected a number\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--tolerance-2d")) {
-            NEED();
-            if (parse_double(v, &a->tolerance_2d) || a->tolerance_2d < 0) {
-                fprintf(stderr, "sambench run: --tolerance-2d %s: expected a number >= 0\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--empty-policy")) {
-            NEED();
-            if (sb_run_parse_empty_policy(v, &a->empty_policy)) {
-                fprintf(stderr, "sambench run: --empty-policy %s: expected nan, one or zero\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--resume")) {
-            a->resume = 1;
-        } else if (!strcmp(o, "--progress")) {
-            NEED();
-            if (parse_double(v, &a->progress) || a->progress < 0) {
-                fprintf(stderr, "sambench run: --progress %s: expected seconds >= 0\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "sambench run: unknown option '%s' (see sambench run --help)\n", o);
-            return 2;
-        }
-#undef NEED
-    }
+    sb_opt_list manifests = {a->manifests, 0, 64};
+    const sb_opt opts[] = {
+        {"--model", SB_OPT_STR, &a->model, 0, 0, NULL, NULL},
+        {"--model-config", SB_OPT_STR, &a->model_config, 0, 0, NULL, NULL},
+        {"--checkpoint", SB_OPT_STR, &a->checkpoint, 0, 0, NULL, NULL},
+        {"--memory-bank", SB_OPT_STR, &a->memory_bank, 0, 0, NULL, NULL},
+        {"--manifest", SB_OPT_LIST, &manifests, 0, 0, NULL, NULL},
+        {"--data-root", SB_OPT_STR, &a->data_root, 0, 0, NULL, NULL},
+        {"--medbank", SB_OPT_STR, &a->medbank, 0, 0, NULL, NULL},
+        {"--split", SB_OPT_STR, &a->split, 0, 0, NULL, NULL},
+        {"--out", SB_OPT_STR, &a->out, 0, 0, NULL, NULL},
+        {"--protocol", SB_OPT_FN, &a->protocol, 0, 0, "volume or reference", parse_protocol},
+        {"--batch", SB_OPT_INT, &a->batch, 1, 1024, "an integer in [1, 1024]", NULL},
+        {"--box-jitter", SB_OPT_INT, &a->box_jitter, 0, 100000, "an integer in [0, 100000]", NULL},
+        {"--seed", SB_OPT_U64, &a->seed, 0, 0, "a non-negative integer", NULL},
+        {"--threshold", SB_OPT_DOUBLE, &a->threshold, -HUGE_VAL, HUGE_VAL, "a number", NULL},
+        {"--tolerance-2d", SB_OPT_DOUBLE, &a->tolerance_2d, 0, HUGE_VAL, "a number >= 0", NULL},
+        {"--empty-policy", SB_OPT_FN, &a->empty_policy, 0, 0, "nan, one or zero", sb_run_parse_empty_policy},
+        {"--resume", SB_OPT_FLAG, &a->resume, 0, 0, NULL, NULL},
+        {"--progress", SB_OPT_DOUBLE, &a->progress, 0, HUGE_VAL, "seconds >= 0", NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int rc = sb_opts_parse("run", argc, argv, opts, NULL, run_usage);
+    a->nmanifests = manifests.n;
+    if (rc)
+        return rc;
     if (!a->model) {
         fprintf(stderr, "sambench run: --model is required\n");
         return 2;

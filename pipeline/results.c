@@ -122,16 +122,18 @@ double sb_rec_nsd(const sb_rec *r, int p)
         return NAN;
     return (r->surf_gt_in + r->surf_pred_in) / den;
 }
-int sb_run_parse_empty_policy(const char *s, int *out)
+int sb_run_parse_empty_policy(const char *s, void *out)
 {
+    int p;
     if (strcmp(s, "nan") == 0)
-        *out = SB_EMPTY_NAN;
+        p = SB_EMPTY_NAN;
     else if (strcmp(s, "one") == 0)
-        *out = SB_EMPTY_ONE;
+        p = SB_EMPTY_ONE;
     else if (strcmp(s, "zero") == 0)
-        *out = SB_EMPTY_ZERO;
+        p = SB_EMPTY_ZERO;
     else
         return -1;
+    *(int *)out = p;
     return 0;
 }
 const char *sb_empty_policy_name(int p) { return p == SB_EMPTY_ONE ? "one" : p == SB_EMPTY_ZERO ? "zero" : "nan"; }

@@ -82,7 +82,8 @@ void sb_batches_sort(sb_batches *b);
 double sb_rec_dice(const sb_rec *r, int empty_policy);
 double sb_rec_iou(const sb_rec *r, int empty_policy);
 double sb_rec_nsd(const sb_rec *r, int empty_policy);
-int sb_run_parse_empty_policy(const char *s, int *out);
+/* nan, one or zero -> *(int *)out (an SB_OPT_FN parser, pipeline/cli.h) */
+int sb_run_parse_empty_policy(const char *s, void *out);
 const char *sb_empty_policy_name(int p);
 
 /* ---- work units ---------------------------------------------------------- */
