@@ -11,6 +11,7 @@
  * and SAMed-2 work add their entries.
  */
 #include "cli.h"
+#include "run.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -272,9 +273,7 @@ int cmd_bench_model(int argc, char **argv)
         sb_ctx_free(ctx);
         return sb_report_error("bench-model", &err);
     }
-    sb_bank *bank = NULL;
-    sb_membank_base *bank_base = NULL;
-    sb_membank *membank = NULL;
+    sb_model_bank bank = {NULL, NULL, NULL};
     double bank_mb = 0.0;
     if (wants_bank) {
         char tmp_bank[4096] = "";
@@ -289,19 +288,10 @@ int cmd_bench_model(int argc, char **argv)
             path = tmp_bank;
         }
         if (!rc)
-            rc = sb_bank_load(&bank, path, &err);
+            rc = sb_model_bank_attach(&bank, m, ctx, path, NULL, SB_BANK_GLOBAL, &err);
         if (!bank_path && !save_bank)
             unlink(tmp_bank);
-        if (!rc)
-            rc = sb_membank_base_create(&bank_base, bank, ctx, &err);
-        if (!rc)
-            rc = sb_membank_create(&membank, bank_base, SB_BANK_GLOBAL, &err);
-        if (!rc)
-            rc = sb_model_set_membank(m, membank, &err);
         if (rc) {
-            sb_membank_free(membank);
-            sb_membank_base_free(bank_base);
-            sb_bank_free(bank);
             sb_model_free(m);
             free(peaks);
             free(cpeaks);
@@ -310,7 +300,7 @@ int cmd_bench_model(int argc, char **argv)
             sb_ctx_free(ctx);
             return sb_report_error("bench-model", &err);
         }
-        bank_mb = (double)bank->payload_bytes / 1048576.0;
+        bank_mb = (double)bank.owned->payload_bytes / 1048576.0;
     }
     sb_model_output out;
     memset(&out, 0, sizeof out);
@@ -371,7 +361,7 @@ int cmd_bench_model(int argc, char **argv)
     double eff = peak > 0 ? gflop / med / peak : 0;
     double ceff = cpeak > 0 && cmed > 0 ? gflop / cmed / cpeak : 0.0;
     double rss = peak_rss_mb() - bank_mb; /* the bank is counted apart (issue 5) */
-    double ref_gflop = bf->flow == SB_FLOW_SAMED2 ? samed2_ref_gflop(B, bank ? bank->n : 0) : bf->ref_gflop;
+    double ref_gflop = bf->flow == SB_FLOW_SAMED2 ? samed2_ref_gflop(B, bank.owned ? bank.owned->n : 0) : bf->ref_gflop;
     char desc[256];
     sb_model_describe(m, desc, sizeof desc);
     if (!strcmp(format, "json")) {
@@ -382,9 +372,9 @@ int cmd_bench_model(int argc, char **argv)
                peak);
         printf(" \"efficiency\": %.4f, \"peak_rss_mb\": %.1f, \"arena_peak_mb\": %.1f, \"weights_mb\": %.1f,\n", eff,
                rss, (double)sb_model_arena_peak(m) / 1048576.0, (double)sb_model_weight_bytes(m) / 1048576.0);
-        if (bank)
+        if (bank.owned)
             printf(" \"bank_entries\": %lld, \"bank_resident_mb\": %.1f, \"reference_gflop_per_image\": %.1f,\n",
-                   (long long)bank->n, bank_mb, ref_gflop);
+                   (long long)bank.owned->n, bank_mb, ref_gflop);
         printf(" \"warmup_seconds\": %.4f, \"achieved_gflops\": %.3f,\n", warm, gflop / med);
         printf(" \"cpu_seconds_per_image\": %.6f, \"sgemm_peak_gflops_per_cpu_second\": %.3f, \"cpu_efficiency\": %.4f,\n",
                cmed, cpeak, ceff);
@@ -412,10 +402,10 @@ int cmd_bench_model(int argc, char **argv)
                eff >= GOAL_EFFICIENCY ? "(met)" : "(not met)");
         printf("| efficiency by CPU time (shared machine) | %.1f %% | >= %.0f %% |\n", 100 * ceff,
                100 * GOAL_EFFICIENCY);
-        if (bank)
+        if (bank.owned)
             printf("| memory bank | %lld entries, %.0f MiB resident (counted apart) | resident once |\n",
-                   (long long)bank->n, bank_mb);
-        printf("| peak RSS MiB%s | %.0f | < %.0f at batch %d %s |\n", bank ? " (excluding the bank)" : "", rss,
+                   (long long)bank.owned->n, bank_mb);
+        printf("| peak RSS MiB%s | %.0f | < %.0f at batch %d %s |\n", bank.owned ? " (excluding the bank)" : "", rss,
                bf->rss_goal_mb, bf->rss_goal_batch,
                B == bf->rss_goal_batch ? (rss < bf->rss_goal_mb ? "(met)" : "(not met)") : "");
         printf("| activation arena MiB | %.0f | - |\n| weights MiB | %.0f | - |\n\n",
@@ -431,9 +421,7 @@ int cmd_bench_model(int argc, char **argv)
     }
 out:
     sb_model_output_free(&out);
-    sb_membank_free(membank);
-    sb_membank_base_free(bank_base);
-    sb_bank_free(bank);
+    sb_model_bank_free(&bank);
     free(img);
     free(boxes);
     free(times);

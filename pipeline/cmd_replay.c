@@ -11,6 +11,7 @@
  * SAM ViT and SAMed-2 work add their entries here.
  */
 #include "cli.h"
+#include "run.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -389,9 +390,7 @@ int cmd_replay(int argc, char **argv)
     sb_ctx *ctx = NULL;
     sb_weights *w = NULL;
     sb_model *m = NULL;
-    sb_bank *bank = NULL;
-    sb_membank_base *bank_base = NULL;
-    sb_membank *membank = NULL;
+    sb_model_bank bank = {NULL, NULL, NULL};
     int rc = sb_ctx_create(&ctx, threads > 0 ? threads : sb_default_threads(1), &err);
     if (!rc)
         rc = sb_weights_load(&w, ckpt, &err);
@@ -403,23 +402,14 @@ int cmd_replay(int argc, char **argv)
         mo.weights = w;
         rc = sb_model_create(&m, &mo, ctx, &err);
     }
-    if (!rc && bank_path) {
-        rc = sb_bank_load(&bank, bank_path, &err);
-        if (!rc)
-            rc = sb_membank_base_create(&bank_base, bank, ctx, &err);
-        if (!rc)
-            rc = sb_membank_create(&membank, bank_base, SB_BANK_GLOBAL, &err);
-        if (!rc)
-            rc = sb_model_set_membank(m, membank, &err);
-    }
+    if (!rc && bank_path)
+        rc = sb_model_bank_attach(&bank, m, ctx, bank_path, NULL, SB_BANK_GLOBAL, &err);
     if (!rc)
         rc = mkdir_p(outdir, &err);
     for (int i = 0; !rc && i < nf; i++)
         rc = replay_one(rf, m, ctx, files[i], outdir, &err);
     sb_model_free(m);
-    sb_membank_free(membank);
-    sb_membank_base_free(bank_base);
-    sb_bank_free(bank);
+    sb_model_bank_free(&bank);
     sb_weights_free(w);
     sb_ctx_free(ctx);
     free(files);

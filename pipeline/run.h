@@ -137,6 +137,18 @@ void sb_sched_order(const double *cost, int n, int *order);
 double sb_sched_makespan(const double *cost, const int *order, int n, int ranks, double fetch_overhead);
 
 /* ---- models (run_model.c) ------------------------------------------------ */
+/* A SAMed-2 model's memory bank: the bank read from PATH (or a caller's
+ * already loaded SHARED one, e.g. the node's MPI window), its read-only base
+ * and the mutable view the model uses with SCOPE (SB_BANK_GLOBAL/VOLUME). */
+typedef struct {
+    sb_bank *owned; /* NULL when SHARED was given */
+    sb_membank_base *base;
+    sb_membank *mb;
+} sb_model_bank;
+int sb_model_bank_attach(sb_model_bank *b, sb_model *m, sb_ctx *ctx, const char *path, const sb_bank *shared,
+                         int scope, sb_error *err);
+void sb_model_bank_free(sb_model_bank *b);
+
 typedef struct sb_run_model sb_run_model;
 struct sb_run_model {
     char name[32];

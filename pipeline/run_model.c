@@ -14,9 +14,7 @@ typedef struct {
     sb_weights *w;
     sb_model *model;
     sb_ctx *ctx;
-    sb_bank *bank;
-    sb_membank_base *base;
-    sb_membank *mb;
+    sb_model_bank bank;
     float *imgs;
     size_t imgs_cap;
     sb_model_output out;
@@ -24,15 +22,39 @@ typedef struct {
     int reference;
 } core_state;
 
+int sb_model_bank_attach(sb_model_bank *b, sb_model *m, sb_ctx *ctx, const char *path, const sb_bank *shared,
+                         int scope, sb_error *err)
+{
+    memset(b, 0, sizeof *b);
+    int rc = shared ? SB_OK : sb_bank_load(&b->owned, path, err);
+    if (rc == SB_OK)
+        rc = sb_membank_base_create(&b->base, shared ? shared : b->owned, ctx, err);
+    if (rc == SB_OK)
+        rc = sb_membank_create(&b->mb, b->base, scope, err);
+    if (rc == SB_OK)
+        rc = sb_model_set_membank(m, b->mb, err);
+    if (rc != SB_OK)
+        sb_model_bank_free(b);
+    return rc;
+}
+
+void sb_model_bank_free(sb_model_bank *b)
+{
+    sb_membank_free(b->mb);
+    sb_membank_base_free(b->base);
+    sb_bank_free(b->owned);
+    memset(b, 0, sizeof *b);
+}
+
 static int core_begin(sb_run_model *m, sb_error *err)
 {
     (void)err;
     core_state *s = m->state;
-    if (s->mb) {
+    if (s->bank.mb) {
         if (s->reference)
-            sb_membank_reset(s->mb); /* each dataset starts from the pretrained bank, as main.py does */
+            sb_membank_reset(s->bank.mb); /* each dataset starts from the pretrained bank, as main.py does */
         else
-            sb_membank_begin_volume(s->mb);
+            sb_membank_begin_volume(s->bank.mb);
     }
     return SB_OK;
 }
@@ -76,9 +98,7 @@ static void core_destroy(sb_run_model *m)
         return;
     sb_model_output_free(&s->out);
     sb_model_free(s->model);
-    sb_membank_free(s->mb);
-    sb_membank_base_free(s->base);
-    sb_bank_free(s->bank);
+    sb_model_bank_free(&s->bank);
     sb_weights_free(s->w);
     sb_ctx_free(s->ctx);
     free(s->imgs);
@@ -115,14 +135,9 @@ static int core_create(sb_run_model **out, int flow, const sb_model_opts *o, sb_
     if (rc == SB_OK && flow == SB_FLOW_SAMED2) {
         if (!o->memory_bank)
             rc = sb_fail(err, SB_EINVAL, "model samed2 needs --memory-bank PKL (memory_bank_list_<N>.pkl)");
-        if (rc == SB_OK && !o->bank)
-            rc = sb_bank_load(&s->bank, o->memory_bank, err);
         if (rc == SB_OK)
-            rc = sb_membank_base_create(&s->base, o->bank ? o->bank : s->bank, s->ctx, err);
-        if (rc == SB_OK)
-            rc = sb_membank_create(&s->mb, s->base, s->reference ? SB_BANK_GLOBAL : SB_BANK_VOLUME, err);
-        if (rc == SB_OK)
-            rc = sb_model_set_membank(s->model, s->mb, err);
+            rc = sb_model_bank_attach(&s->bank, s->model, s->ctx, o->memory_bank, o->bank,
+                                      s->reference ? SB_BANK_GLOBAL : SB_BANK_VOLUME, err);
     }
     if (rc != SB_OK) {
         sb_run_model_free(m);
