@@ -819,21 +819,6 @@ static void test_bad_arguments(void **state)
 /* Anchors (DeepMind's values in the JSON next to the NIfTI pairs)        */
 /* ===================================================================== */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* Number after "key": (searching from `from`, if given). */
 static double json_num(const char *s, const char *from_key, const char *key)
 {

@@ -13,22 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
 static void put(const char *dir, const char *name, const int (*px)[2], int n)
 {
     uint8_t m[256] = {0}, img[768] = {0};

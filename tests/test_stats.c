@@ -99,22 +99,6 @@ static sb_rec mk(const char *ds, const char *task, const char *mod, const char *
     return r;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
 static void test_reducer_macro_pooled_nan(void **state)
 {
     (void)state;

@@ -18,6 +18,12 @@ const char *temp_path(const char *name);
  * combined output goes to *out (malloc'ed, may be NULL). */
 int run_sambench(char **out, const char *args_fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The whole file as a NUL-terminated string (malloc'ed), NULL if unreadable. */
+char *slurp(const char *path);
+/* Runs a shell command built like printf; its exit status, 128 + N when
+ * killed by signal N. */
+int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Deterministic uniform floats in [lo, hi) (splitmix64). */
 void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 
