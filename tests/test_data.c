@@ -13,17 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (system(cmd) != 0)
-        fail_msg("command failed: %s", cmd);
-}
+/* a shell command that must succeed */
+#define sh_ok(...) assert_int_equal(sh(__VA_ARGS__), 0)
 
 static void write_text(const char *path, const char *text)
 {
@@ -68,7 +59,7 @@ static void test_medbank_layout(void **state)
 {
     (void)state;
     const char *root = temp_path("mb_layout");
-    sh("rm -rf %s && mkdir -p %s/Kidney_CT_07/image %s/Kidney_CT_07/mask %s/Lesion_MRI_2/image "
+    sh_ok("rm -rf %s && mkdir -p %s/Kidney_CT_07/image %s/Kidney_CT_07/mask %s/Lesion_MRI_2/image "
        "%s/Lesion_MRI_2/mask",
        root, root, root, root, root);
     char f1[1024], f2[1024], p[2048];
@@ -137,7 +128,7 @@ static void test_bad_inputs(void **state)
 {
     (void)state;
     const char *root = temp_path("mb_bad");
-    sh("rm -rf %s && mkdir -p %s/Liver_CT_01/image %s/Liver_CT_01/mask %s/Foo_Sonar_01/image "
+    sh_ok("rm -rf %s && mkdir -p %s/Liver_CT_01/image %s/Liver_CT_01/mask %s/Foo_Sonar_01/image "
        "%s/Foo_Sonar_01/mask %s/Empty_CT_02/image %s/Empty_CT_02/mask",
        root, root, root, root, root, root, root);
     char f[1024], p[2048];
@@ -153,7 +144,7 @@ static void test_bad_inputs(void **state)
     snprintf(p, sizeof p, "%s/image/corrupt.png", f);
     write_text(p, "\x89PNG\r\n\x1a\nthis is not a png at all, just text pretending to be one");
     put_pair(f, "trunc.png", 64, 64, 64, 64, 5);
-    sh("f=%s/image/trunc.png; head -c $(( $(stat -c %%s $f) / 2 )) $f > $f.cut && mv $f.cut $f", f);
+    sh_ok("f=%s/image/trunc.png; head -c $(( $(stat -c %%s $f) / 2 )) $f > $f.cut && mv $f.cut $f", f);
     put_pair(f, "case_w_slice_001.png", 16, 16, 16, 16, 5);
     put_pair(f, "case_w_slice_002.png", 20, 16, 20, 16, 5); /* slices of one case disagree */
     snprintf(p, sizeof p, "%s/test.txt", f);
@@ -267,7 +258,7 @@ static void test_synth_prepare(void **state)
         fail_msg("synth: %s", log);
     free(log);
     assert_int_equal(run_sambench(NULL, "synth --out %s", dir2), 0);
-    sh("diff -r %s %s", dir, dir2); /* byte-identical */
+    sh_ok("diff -r %s %s", dir, dir2); /* byte-identical */
     assert_int_equal(run_sambench(NULL, "synth --out %s --scale huge", dir2), 2);
 
     const char *colls[2] = {"medbank100k", "external10"};
@@ -410,7 +401,7 @@ static void test_bad_nifti(void **state)
     char t9[1200], p[1400];
     snprintf(t9, sizeof t9, "%s/external/Task09_Spleen", dir);
     /* case 1 label truncated; case 2 image replaced by garbage */
-    sh("f=%s/labelsTr/spleen_001.nii.gz; head -c 300 $f > $f.cut && mv $f.cut $f", t9);
+    sh_ok("f=%s/labelsTr/spleen_001.nii.gz; head -c 300 $f > $f.cut && mv $f.cut $f", t9);
     snprintf(p, sizeof p, "%s/imagesTr/spleen_002.nii.gz", t9);
     write_text(p, "not a nifti file");
     /* Task09: a third case whose label has another size */
@@ -439,7 +430,7 @@ static void test_bad_nifti(void **state)
     sb_nifti_free(&lb);
     /* and a case without a label file */
     snprintf(p, sizeof p, "%s/imagesTr/spleen_004.nii.gz", t9);
-    sh("cp %s/imagesTr/spleen_003.nii.gz %s", t9, p);
+    sh_ok("cp %s/imagesTr/spleen_003.nii.gz %s", t9, p);
     snprintf(p, sizeof p, "%s/dataset.json", t9);
     write_text(p, "{\"name\": \"Spleen\", \"labels\": {\"0\": \"bg\"}, \"training\": ["
                   "{\"image\": \"./imagesTr/spleen_001.nii.gz\", \"label\": \"./labelsTr/spleen_001.nii.gz\"},"
@@ -455,7 +446,7 @@ static void test_bad_nifti(void **state)
     snprintf(p, sizeof p, "%s/cases.txt", t10);
     write_text(p, "colon_001\ncolon_999\n");
     snprintf(p, sizeof p, "%s/external10.yaml", dir);
-    sh("sed -i '/path: \"external\\/Task10_Colon\"/{n;s/split: \"\"/split: \"cases.txt\"/}' %s", p);
+    sh_ok("sed -i '/path: \"external\\/Task10_Colon\"/{n;s/split: \"\"/split: \"cases.txt\"/}' %s", p);
     /* Task04: corrupt dataset.json */
     snprintf(p, sizeof p, "%s/external/Task04_Hippocampus/dataset.json", dir);
     write_text(p, "{\"training\": [ {\"image\": ");
@@ -502,7 +493,7 @@ static void test_bad_nifti(void **state)
     assert_non_null(strstr(log, "spleen_003"));
     free(log);
     /* nothing readable at all: exit status 2, every dataset listed as skipped */
-    sh("mkdir -p %s/empty_root", dir);
+    sh_ok("mkdir -p %s/empty_root", dir);
     rc = run_sambench(&log, "prepare --manifest configs/datasets/medbank100k.yaml --data-root %s/empty_root --out %s/s2",
                       dir, dir);
     assert_int_equal(rc, 2);
@@ -567,7 +558,7 @@ static void test_msd_axes(void **state)
 {
     (void)state;
     const char *root = temp_path("msd_axes");
-    sh("rm -rf %s && mkdir -p %s/T/imagesTr %s/T/labelsTr", root, root, root);
+    sh_ok("rm -rf %s && mkdir -p %s/T/imagesTr %s/T/labelsTr", root, root, root);
     const int64_t n0 = 5, n1 = 4, n2 = 3, nc = 2;
     const double sp[4] = {0.5, 0.75, 3.0, 1.0};
     int64_t dims[4] = {n0, n1, n2, nc};

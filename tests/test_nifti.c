@@ -53,7 +53,7 @@ static void set_value(sb_nifti *img, int64_t i, double v)
     }
 }
 
-static uint8_t *slurp(const char *path, size_t *n)
+static uint8_t *slurp_bin(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -88,7 +88,7 @@ static void test_roundtrip_all_types(void **state)
                 const char *path = temp_path(name);
                 assert_sb_ok(err, sb_nifti_write(&img, path, &err));
                 size_t mn;
-                uint8_t *mb = slurp(path, &mn);
+                uint8_t *mb = slurp_bin(path, &mn);
                 assert_sb_ok(err, sb_nifti_read_mem(&back, mb, mn, path, &err));
                 assert_int_equal(back.nvox, 60);
                 assert_memory_equal(back.data, img.data, (size_t)(60 * img.bytes_per_voxel));
@@ -243,7 +243,7 @@ static void expect_error(const char *path, int code, const char *needle)
 {
     /* the memory reader must fail the same way */
     size_t mn;
-    uint8_t *mb = slurp(path, &mn);
+    uint8_t *mb = slurp_bin(path, &mn);
     if (mb) {
         sb_nifti mi;
         sb_error merr;
