@@ -23,13 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static long long fsize(const char *p)
 {
     struct stat st;
@@ -103,14 +96,14 @@ static int run(sb_data *d, int i, int S, timing *t)
     t->slices = 0;
     for (int c = 0; c < sb_data_ncases(d, i); c++) {
         sb_volume v;
-        double t0 = now();
+        double t0 = sb_cpu_seconds();
         if (sb_data_load(d, i, c, &v, &err) != SB_OK) {
             fprintf(stderr, "bench_data: %s\n", err.msg);
             free(image);
             free(mask);
             return -1;
         }
-        double t1 = now();
+        double t1 = sb_cpu_seconds();
         size_t px = (size_t)v.width * v.height;
         for (int z = 0; z < v.nslices; z++) {
             sb_prep_opts o = {.size = S, .jitter = 20, .seed = 1, .dataset = v.dataset, .case_id = v.case_id,
@@ -121,7 +114,7 @@ static int run(sb_data *d, int i, int S, timing *t)
                 break;
             }
         }
-        double t2 = now();
+        double t2 = sb_cpu_seconds();
         t->read_s += t1 - t0;
         t->prep_s += t2 - t1;
         t->slices += v.nslices;

@@ -21,28 +21,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double cpu_now(void)
-{
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_sec +
-           1e-6 * (double)u.ru_stime.tv_usec;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (double)u.ru_maxrss / 1024.0;
-}
-
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -102,8 +80,8 @@ static int time_pair(const sb_nifti *g, const sb_nifti *p, int what, int threads
     double *w = malloc(sizeof(double) * (size_t)reps);
     double c0 = 0, csum = 0;
     for (int i = -1; i < reps; i++) {
-        double t0 = now();
-        c0 = cpu_now();
+        double t0 = sb_clock_seconds();
+        c0 = sb_cpu_seconds();
         if (sb_metrics_pair(g->data, p->data, g->ndim, dims, sp, SB_LAYOUT_F, &o, &r, &err)) {
             fprintf(stderr, "bench_metrics: %s\n", err.msg);
             free(w);
@@ -111,8 +89,8 @@ static int time_pair(const sb_nifti *g, const sb_nifti *p, int what, int threads
             return 1;
         }
         if (i >= 0) {
-            w[i] = now() - t0;
-            csum += cpu_now() - c0;
+            w[i] = sb_clock_seconds() - t0;
+            csum += sb_cpu_seconds() - c0;
         }
     }
     qsort(w, (size_t)reps, sizeof *w, cmp_d);
@@ -133,12 +111,12 @@ static int bench_anchor(const char *name, int reps, double goal_nsd, double goal
     snprintf(pj, sizeof pj, "tests/fixtures/metrics_anchor/%s.json", name);
     sb_nifti g, p;
     sb_error err;
-    double t0 = now();
+    double t0 = sb_clock_seconds();
     if (sb_nifti_read(&g, pg, &err) || sb_nifti_read(&p, pp, &err)) {
         fprintf(stderr, "bench_metrics: %s\n", err.msg);
         return 1;
     }
-    double load = now() - t0;
+    double load = sb_clock_seconds() - t0;
     double dm = oracle_time(pj);
     char shape[64], spacing[96];
     if (g.ndim == 3) {
@@ -195,6 +173,6 @@ int main(void)
     printf("\n");
     st |= bench_anchor("anchor3d", 3, 2.6 / 10, 2.6 / 4);
     printf("\npeak RSS of this process: %.1f MB (includes both anchor pairs loaded: 2 x 52 MB + 2 x 1 MB)\n",
-           peak_rss_mb());
+           sb_peak_rss_mib());
     return st;
 }

@@ -59,13 +59,6 @@ typedef struct {
 static int g_reps = 5;
 static int64_t g_bq = 0, g_bk = 0;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -178,7 +171,7 @@ static double state_run(case_state *st)
 {
     const bench_case *c = st->c;
     sb_error err;
-    double t0 = now_s();
+    double t0 = sb_clock_seconds();
     switch (c->kind) {
     case K_BASELINE:
         break;
@@ -195,7 +188,7 @@ static double state_run(case_state *st)
         }
         break;
     }
-    return now_s() - t0;
+    return sb_clock_seconds() - t0;
 }
 
 /* Runs one case in this (child) process: once (memory mode) or timed,

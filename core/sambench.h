@@ -862,6 +862,12 @@ uint32_t sb_crc32_update(uint32_t crc, const void *data, size_t len);
 /* SHA-256 of a file, lowercase hex into out[65]. (core/sha256.c) */
 int sb_sha256_file(const char *path, char out[65], sb_error *err);
 void sb_sha256_buffer(const void *data, size_t len, char out[65]);
+/* Measuring (core/measure.c): a monotonic clock in seconds, the CPU seconds
+ * of the whole process (every thread; on a shared machine only the time it
+ * actually ran), and the peak resident set of the process in MiB. */
+double sb_clock_seconds(void);
+double sb_cpu_seconds(void);
+double sb_peak_rss_mib(void);
 
 #ifdef __cplusplus
 }

@@ -98,29 +98,6 @@ done:
     return rc;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU seconds of the whole process (all threads): on a shared machine this
- * counts only the time the process actually ran. */
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -143,9 +120,9 @@ static double sgemm_peak(int n, double *cpu_rate)
         }
         sb_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n); /* warm-up */
         for (int r = 0; r < 3; r++) {
-            double t0 = now_s(), c0 = cpu_s();
+            double t0 = sb_clock_seconds(), c0 = sb_cpu_seconds();
             sb_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
-            double dt = now_s() - t0, dc = cpu_s() - c0;
+            double dt = sb_clock_seconds() - t0, dc = sb_cpu_seconds() - c0;
             double g = 2.0 * (double)n * n * n / dt * 1e-9;
             if (g > best)
                 best = g;
@@ -330,20 +307,20 @@ int cmd_bench_model(int argc, char **argv)
     pr.boxes = boxes;
     sb_forward_options fo;
     sb_forward_options_default(&fo);
-    double t0 = now_s();
+    double t0 = sb_clock_seconds();
     if ((rc = sb_model_forward(m, ctx, img, B, &pr, &fo, &out, &err)))
         goto out;
-    double warm = now_s() - t0;
+    double warm = sb_clock_seconds() - t0;
     fo.profile = prof;
     for (int r = 0; r < reps; r++) {
         peaks[npk] = sgemm_peak(1536, &cpeaks[npk]);
         npk++;
-        t0 = now_s();
-        double c0 = cpu_s();
+        t0 = sb_clock_seconds();
+        double c0 = sb_cpu_seconds();
         if ((rc = sb_model_forward(m, ctx, img, B, &pr, &fo, &out, &err)))
             goto out;
-        times[r] = (now_s() - t0) / (double)B;
-        ctimes[r] = (cpu_s() - c0) / (double)B;
+        times[r] = (sb_clock_seconds() - t0) / (double)B;
+        ctimes[r] = (sb_cpu_seconds() - c0) / (double)B;
     }
     qsort(times, (size_t)reps, sizeof(double), cmp_double);
     qsort(peaks, (size_t)npk, sizeof(double), cmp_double);
@@ -360,7 +337,7 @@ int cmd_bench_model(int argc, char **argv)
     double gflop = flops / imgs * 1e-9;
     double eff = peak > 0 ? gflop / med / peak : 0;
     double ceff = cpeak > 0 && cmed > 0 ? gflop / cmed / cpeak : 0.0;
-    double rss = peak_rss_mb() - bank_mb; /* the bank is counted apart (issue 5) */
+    double rss = sb_peak_rss_mib() - bank_mb; /* the bank is counted apart (issue 5) */
     double ref_gflop = bf->flow == SB_FLOW_SAMED2 ? samed2_ref_gflop(B, bank.owned ? bank.owned->n : 0) : bf->ref_gflop;
     char desc[256];
     sb_model_describe(m, desc, sizeof desc);

@@ -146,13 +146,6 @@ static uint64_t fingerprint(const run_args *a)
     return sb_hash_str(buf);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void fatal(const char *msg)
 {
     fprintf(stderr, "sambench run: fatal: %s\n", msg);
@@ -562,7 +555,7 @@ int cmd_run(int argc, char **argv)
     MPI_Win_lock_all(0, win);
 
     sb_eval_opts eo = {a.protocol, a.batch, a.box_jitter, a.seed, a.threshold, a.tolerance_2d, &g_stop};
-    double last_progress = now_s(), t_loop = now_s();
+    double last_progress = sb_clock_seconds(), t_loop = sb_clock_seconds();
     int64_t one = 1, my_units = 0, my_slices = 0;
     int stopped = 0;
     for (;;) {
@@ -612,21 +605,21 @@ int cmd_run(int argc, char **argv)
         for (int k = 0; k < 3; k++)
             MPI_Fetch_and_op(&upd[k], &old[k], MPI_INT64_T, 0, W_UNITS + k, MPI_SUM, win);
         MPI_Win_flush(0, win);
-        if (rank == 0 && a.progress > 0 && now_s() - last_progress >= a.progress) {
+        if (rank == 0 && a.progress > 0 && sb_clock_seconds() - last_progress >= a.progress) {
             int64_t cur[3], dummy = 0;
             for (int k = 0; k < 3; k++)
                 MPI_Fetch_and_op(&dummy, &cur[k], MPI_INT64_T, 0, W_UNITS + k, MPI_NO_OP, win);
             MPI_Win_flush(0, win);
-            double el = now_s() - t_loop, rate = el > 0 ? cur[1] / el : 0;
+            double el = sb_clock_seconds() - t_loop, rate = el > 0 ? cur[1] / el : 0;
             double eta = rate > 0 ? (total_slices - cur[1]) / rate : 0;
             fprintf(stderr, "progress: volumes %lld/%d, slices %lld/%lld, %.1f slices/s, ETA %.0f s, failures %lld\n",
                     (long long)cur[0], npending, (long long)cur[1], (long long)total_slices, rate, eta,
                     (long long)cur[2]);
-            last_progress = now_s();
+            last_progress = sb_clock_seconds();
         }
     }
     MPI_Win_unlock_all(win);
-    double busy = now_s() - t_loop;
+    double busy = sb_clock_seconds() - t_loop;
     double infer = sb_eval_inference_seconds();
     SB_INFO("rank %d: %lld unit(s), %lld slice(s) in %.2f s%s, %.2f s of it in model inference", rank,
             (long long)my_units, (long long)my_slices, busy, stopped ? " (stopped by a signal)" : "", infer);

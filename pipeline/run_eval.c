@@ -19,13 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void sb_resize_bilinear_f32(const float *x, int h, int w, float *y, int oh, int ow)
 {
     if (h == oh && w == ow) {
@@ -266,7 +259,7 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
             rc = sb_fail(err, SB_EUNSUPPORTED, "stopped by a signal");
             goto done;
         }
-        double t0 = now_s();
+        double t0 = sb_clock_seconds();
         int real = nitems - bi * B < B ? nitems - bi * B : B;
         for (int k = 0; k < B; k++) {
             slice_free(&in[k]);
@@ -286,9 +279,9 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
             if (imgs)
                 memcpy(imgs + (size_t)k * S * S * 3, in[src].img, (size_t)S * S * 3);
         }
-        double tp = now_s();
+        double tp = sb_clock_seconds();
         int prc = m->predict(m, imgs, boxes, B, logits, &e2);
-        g_inference_seconds += now_s() - tp;
+        g_inference_seconds += sb_clock_seconds() - tp;
         if (prc != SB_OK) {
             unit_failed(u, recs, first, e2.msg);
             if (batches)
@@ -303,7 +296,7 @@ int sb_eval_unit(const sb_unit *u, sb_run_model *m, const sb_eval_opts *o, sb_re
                 batches->n = first_b;
             goto done;
         }
-        double per = (now_s() - t0) / real;
+        double per = (sb_clock_seconds() - t0) / real;
         int64_t bI = 0, bU = 0;
         for (int k = 0; k < real; k++) {
             const sb_item *it = &items[bi * B + k];
