@@ -146,7 +146,7 @@ check-layout:
 check-fixtures:
 	@cd tests/fixtures && sha256sum --quiet -c SHA256SUMS || { echo "check-fixtures: tests/fixtures differ from SHA256SUMS"; exit 1; }
 
-VALGRIND_TESTS ?= test_core_base test_ops_linear
+VALGRIND_TESTS ?= test_core_base test_ops_linear test_cli test_stats test_manifest test_png test_nifti test_weights_bad
 
 _test: check-layout check-fixtures $(BIN) $(TEST_BIN)
 	@SAMBENCH_BIN=$(BIN) VALGRIND_TESTS="$(VALGRIND_TESTS)" SAMBENCH_TEST_SLURM=$(SAMBENCH_TEST_SLURM) \
