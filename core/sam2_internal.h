@@ -1,7 +1,7 @@
 /*
  * Private declarations shared by the model files (core/hiera.c,
  * core/fpn_neck.c, core/prompt_encoder.c, core/mask_decoder.c,
- * core/sam2_model.c, core/model_config.c) and by the model work that
+ * core/sam2_model.c, core/model_config.c, core/model_util.c, core/model.c) and by the model work that
  * builds on them (SAMed-2's adapter and memory, SAM ViT's flows). Not part
  * of the public API (core/sambench.h).
  */
@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-/* ---- Weight binding ------------------------------------------------------
+/* ---- Weight binding (core/model_util.c) -----------------------------------
  * Every tensor a module uses is fetched once at create time through a
  * binder: from a loaded checkpoint (shape checked), or, with random
  * weights, generated deterministically from the key (so benchmarks need no
@@ -45,7 +45,6 @@ typedef struct sb_modprof {
     int cur;       /* index of the module being timed, -1 none */
     double t0;
 } sb_modprof;
-double sb_now_seconds(void);
 /* Starts timing module `name` (stops the previous one). */
 void sb_modprof_begin(sb_modprof *mp, const char *name);
 void sb_modprof_end(sb_modprof *mp);
@@ -285,7 +284,10 @@ struct sb_model {
     char desc[256];
 };
 
-/* ---- Shared small helpers (core/sam2_model.c) ---------------------------- */
+/* The SAM2-family implementation of sb_model_create (core/sam2_model.c). */
+int sb_sam2_model_init(sb_model *m, const sb_model_options *opt, sb_error *err);
+
+/* ---- Shared small helpers (core/model_util.c) ----------------------------- */
 /* (Re)allocates out's buffers for B images, low-res lh x lw and final oh x ow
  * logits; keeps them when the sizes are unchanged. */
 int sb_model_output_reserve(sb_model_output *o, int64_t B, int64_t lh, int64_t lw, int64_t oh, int64_t ow,
