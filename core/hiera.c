@@ -19,6 +19,45 @@
 
 #define SB_HIERA_CHUNK_TOKENS 8192
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+/* d[c] = max of the four rows, the scalar rule m = p > m ? p : m in that
+ * order (a NaN never replaces m; _mm256_max_ps(p, m) is the same rule). */
+static inline void max4_row(float *restrict d, const float *p00, const float *p01, const float *p10,
+                            const float *p11, int64_t C)
+{
+    int64_t c = 0;
+#if defined(__AVX2__)
+    for (; c + 8 <= C; c += 8) {
+        __m256 m = _mm256_loadu_ps(p00 + c);
+        m = _mm256_max_ps(_mm256_loadu_ps(p01 + c), m);
+        m = _mm256_max_ps(_mm256_loadu_ps(p10 + c), m);
+        m = _mm256_max_ps(_mm256_loadu_ps(p11 + c), m);
+        _mm256_storeu_ps(d + c, m);
+    }
+#endif
+    for (; c < C; c++) {
+        float m = p00[c];
+        m = p01[c] > m ? p01[c] : m;
+        m = p10[c] > m ? p10[c] : m;
+        m = p11[c] > m ? p11[c] : m;
+        d[c] = m;
+    }
+}
+
+static inline void add_row(float *restrict dst, const float *restrict src, int64_t n)
+{
+    int64_t k = 0;
+#if defined(__AVX2__)
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(dst + k, _mm256_add_ps(_mm256_loadu_ps(dst + k), _mm256_loadu_ps(src + k)));
+#endif
+    for (; k < n; k++)
+        dst[k] += src[k];
+}
+
 int sb_hiera_init(sb_hiera *h, const sb_sam2_config *cfg, sb_wbind *wb, const char *prefix,
                   sb_error *err)
 {
@@ -201,14 +240,7 @@ static int shortcut_proj(const sb_hiera_block *b, sb_ctx *ctx, const float *xn, 
                 for (int64_t ox = 0; ox < Wo; ox++) {
                     const float *p00 = r0 + 2 * ox * Co, *p01 = p00 + Co, *p10 = r1 + 2 * ox * Co,
                                 *p11 = p10 + Co;
-                    float *d = dst + ox * Co;
-                    for (int64_t c = 0; c < Co; c++) {
-                        float m = p00[c];
-                        m = p01[c] > m ? p01[c] : m;
-                        m = p10[c] > m ? p10[c] : m;
-                        m = p11[c] > m ? p11[c] : m;
-                        d[c] = m;
-                    }
+                    max4_row(dst + ox * Co, p00, p01, p10, p11, Co);
                 }
             }
         }
@@ -263,8 +295,7 @@ static void scatter_add_windows(float *y, const win_geom *g, int64_t C, int64_t 
             int64_t nx = g->Wo - x0 < g->oww ? g->Wo - x0 : g->oww;
             float *dst = y + ((b * g->Ho + oy) * g->Wo + x0) * C;
             const float *src = a + ((i * g->owh + ty) * g->oww) * C;
-            for (int64_t k = 0; k < nx * C; k++)
-                dst[k] += src[k];
+            add_row(dst, src, nx * C);
         }
     }
 }
@@ -278,14 +309,7 @@ static void pool_q(const float *qkv, int64_t n, int64_t wh, int64_t ww, int64_t 
             for (int64_t px = 0; px < pw; px++) {
                 const float *p00 = qkv + ((i * wh + 2 * py) * ww + 2 * px) * C3;
                 const float *p01 = p00 + C3, *p10 = p00 + ww * C3, *p11 = p10 + C3;
-                float *d = qp + ((i * ph + py) * pw + px) * C;
-                for (int64_t c = 0; c < C; c++) {
-                    float m = p00[c];
-                    m = p01[c] > m ? p01[c] : m;
-                    m = p10[c] > m ? p10[c] : m;
-                    m = p11[c] > m ? p11[c] : m;
-                    d[c] = m;
-                }
+                max4_row(qp + ((i * ph + py) * pw + px) * C, p00, p01, p10, p11, C);
             }
 }
 
