@@ -157,15 +157,45 @@ static inline __m256 sb_erfc_pos8(__m256 z, __m256 z2)
     return _mm256_mul_ps(t, sb_exp8(_mm256_sub_ps(p, z2)));
 }
 
+/*
+ * GELU's erfc: the same formula as sb_erfc_pos8, with a leaner exp. Its
+ * argument P(t) - z^2 is <= ~1e-7 for every z >= 0 (P(1) ~ 0 at z = 0 and
+ * erfc(z) <= t), so the overflow clamp and the NaN blend of sb_exp8 are not
+ * needed (a NaN flows through sb_exp8_nonpos and the final products); only
+ * the flush to 0 below SB_EXP_LO is kept (gelu(-40) must be 0, not -1e-37).
+ * ~10 % fewer instructions per GELU, same results.
+ */
+static inline __m256 sb_erfc_pos8_gelu(__m256 z, __m256 z2)
+{
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), z, one));
+    __m256 p = _mm256_fmadd_ps(t, _mm256_set1_ps(0.17087277f), _mm256_set1_ps(-0.82215223f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+    __m256 a = _mm256_sub_ps(p, z2);
+    __m256 e = sb_exp8_nonpos(a);
+    e = _mm256_andnot_ps(_mm256_cmp_ps(a, _mm256_set1_ps(SB_EXP_LO), _CMP_LT_OQ), e);
+    return _mm256_mul_ps(t, e);
+}
+
+/* Exact-erf GELU, 0.5 x erfc(-x/sqrt2): erfc of |x|/sqrt2, reflected
+ * (2 - erfc) where x > 0. */
 static inline __m256 sb_gelu8(__m256 x)
 {
-    __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(-0.70710678118654752f));
-    __m256 az = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
-    __m256 z2 = _mm256_mul_ps(_mm256_set1_ps(0.5f), _mm256_mul_ps(x, x));
-    __m256 e = sb_erfc_pos8(az, z2);
-    __m256 neg = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ);
-    e = _mm256_blendv_ps(e, _mm256_sub_ps(_mm256_set1_ps(2.0f), e), neg);
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), e);
+    __m256 hx = _mm256_mul_ps(_mm256_set1_ps(0.5f), x);
+    __m256 az = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x),
+                              _mm256_set1_ps(0.70710678118654752f));
+    __m256 z2 = _mm256_mul_ps(hx, x);
+    __m256 e = sb_erfc_pos8_gelu(az, z2);
+    __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
+    e = _mm256_blendv_ps(e, _mm256_sub_ps(_mm256_set1_ps(2.0f), e), pos);
+    return _mm256_mul_ps(hx, e);
 }
 
 static inline __m256 sb_sigmoid8(__m256 x)
