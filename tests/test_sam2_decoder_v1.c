@@ -7,37 +7,13 @@
  * sam_vit_tiny.pth), fed with the reference's own image embeddings. This is
  * the same code the SAM2 flows run, with the variant as parameters.
  */
-#include "util_test.h"
+#include "util_parity.h"
 #include "../core/sam2_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    const char *name;
-    float *data;
-    size_t n;
-} got_t;
-
-static got_t got[16];
-static int ngot;
-
-static void keep(void *arg, const char *name, const float *data, int ndim, const int64_t *shape)
-{
-    (void)arg;
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= (size_t)shape[i];
-    if (ngot >= 16)
-        return;
-    got[ngot].name = strdup(name);
-    got[ngot].data = malloc(n * sizeof(float));
-    memcpy(got[ngot].data, data, n * sizeof(float));
-    got[ngot].n = n;
-    ngot++;
-}
 
 static void check(sb_h5 *f, const char *name, const float *data, size_t n)
 {
@@ -121,17 +97,16 @@ static void test_sam_v1_decoder(void **state)
     io.iou = iou;
     sb_arena *a;
     assert_sb_ok(err, sb_arena_create(&a, (size_t)16 << 20, &err));
-    assert_sb_ok(err, sb_mask_decoder_forward(&d, NULL, &io, a, NULL, keep, NULL, &err));
+    dump_store ds = {NULL, 0, 0};
+    assert_sb_ok(err, sb_mask_decoder_forward(&d, NULL, &io, a, NULL, store_dump, &ds, &err));
     check(f, "mask_decoder/all_masks", all_masks, (size_t)(B * 4 * P));
     check(f, "mask_decoder/all_iou", all_iou, (size_t)(B * 4));
     check(f, "mask_decoder/low_res_masks", low, (size_t)(B * P));
     check(f, "mask_decoder/iou_pred", iou, (size_t)B);
     /* no object-score token: nothing dumped under that name */
-    for (int i = 0; i < ngot; i++) {
-        assert_true(strcmp(got[i].name, "mask_decoder/object_score_logits") != 0);
-        free((void *)got[i].name);
-        free(got[i].data);
-    }
+    assert_true(ds.n > 0);
+    assert_null(store_find(&ds, "mask_decoder/object_score_logits"));
+    store_free(&ds);
     sb_arena_free(a);
     sb_h5_close(f);
     free(emb);

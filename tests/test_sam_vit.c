@@ -3,7 +3,7 @@
  * full-matrix implementation (incl. the get_rel_pos interpolation path),
  * configs, and parity with the PyTorch golden tensors of sam_step0.h5.
  */
-#include "util_test.h"
+#include "util_parity.h"
 #include "../core/sam_vit_internal.h"
 
 #include <math.h>
@@ -252,41 +252,14 @@ static void test_config_vs_weights(void **state)
 
 /* ---- parity with sam_step0.h5 --------------------------------------------- */
 
-typedef struct {
-    int n;
-    char name[64][64];
-    float *data[64];
-    int64_t numel[64];
-    int64_t shape[64][4];
-    int ndim[64];
-} dumps;
-
-static void collect(void *arg, const char *name, const float *data, int ndim, const int64_t *shape)
+/* the dump of NAME (its element count in *numel), or NULL */
+static const float *find_dump(const dump_store *d, const char *name, int64_t *numel)
 {
-    dumps *d = arg;
-    if (d->n >= 64 || !data)
-        return;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= shape[i];
-    int k = d->n++;
-    snprintf(d->name[k], sizeof d->name[k], "%s", name);
-    d->data[k] = malloc(sizeof(float) * (size_t)n);
-    memcpy(d->data[k], data, sizeof(float) * (size_t)n);
-    d->numel[k] = n;
-    d->ndim[k] = ndim;
-    for (int i = 0; i < ndim && i < 4; i++)
-        d->shape[k][i] = shape[i];
-}
-
-static const float *find_dump(const dumps *d, const char *name, int64_t *numel)
-{
-    for (int i = 0; i < d->n; i++)
-        if (strcmp(d->name[i], name) == 0) {
-            *numel = d->numel[i];
-            return d->data[i];
-        }
-    return NULL;
+    const dumped *g = store_find(d, name);
+    if (!g)
+        return NULL;
+    *numel = (int64_t)g->n;
+    return g->data;
 }
 
 static void run_parity(const char *h5name, const char *config, int flow)
@@ -317,12 +290,11 @@ static void run_parity(const char *h5name, const char *config, int flow)
     assert_non_null(sb_model_vit_config(m));
     assert_null(sb_model_sam2_config(m));
 
-    dumps d;
-    memset(&d, 0, sizeof d);
+    dump_store d = {NULL, 0, 0};
     sb_forward_options fo;
     memset(&fo, 0, sizeof fo);
     fo.threshold = 0.5f;
-    fo.dump = collect;
+    fo.dump = store_dump;
     fo.dump_arg = &d;
     sb_prompts pr;
     memset(&pr, 0, sizeof pr);
@@ -337,27 +309,14 @@ static void run_parity(const char *h5name, const char *config, int flow)
                            "prompt_encoder/sparse", "prompt_encoder/dense", "prompt_encoder/dense_pe",
                            "mask_decoder/all_masks", "mask_decoder/all_iou",
                            "mask_decoder/low_res_masks", "mask_decoder/iou_pred", "logits/high_res"};
-    int checked = 0;
+    int checked = 0, failures = 0;
     printf("parity %s (flow %s):\n", h5name, sb_flow_name(flow));
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (!sb_h5_has(f, names[i]))
-            continue;
-        float *ref;
-        assert_sb_ok(err, sb_h5_read_f32(f, names[i], &ref, &nd, shp, &err));
-        int64_t n = 1;
-        for (int k = 0; k < nd; k++)
-            n *= shp[k];
-        int64_t got_n = 0;
-        const float *got = find_dump(&d, names[i], &got_n);
-        if (!got)
+        if (sb_h5_has(f, names[i]) && !store_find(&d, names[i]))
             fail_msg("the model did not expose %s", names[i]);
-        assert_int_equal(got_n, n);
-        cmp_stats st = compare_f32(names[i], got, ref, (size_t)n);
-        if (!(st.max_abs <= 1e-4 * st.max_ref + 1e-6))
-            fail_msg("%s: max |c - r| %.3e > 1e-4 x %.3e + 1e-6", names[i], st.max_abs, st.max_ref);
-        checked++;
-        free(ref);
+        checked += compare_tensor(f, &d, names[i], &failures);
     }
+    assert_int_equal(failures, 0);
     assert_true(checked >= 12);
     /* iou_pred and low_res in the output struct are the same tensors */
     float *ref;
@@ -393,8 +352,7 @@ static void run_parity(const char *h5name, const char *config, int flow)
     assert_true(ones > 0 && ones < n); /* a real mask, not trivially empty/full */
 
     free(lref), free(mref);
-    for (int i = 0; i < d.n; i++)
-        free(d.data[i]);
+    store_free(&d);
     sb_model_output_free(&out);
     sb_model_free(m);
     sb_ctx_free(ctx);
@@ -682,9 +640,8 @@ static void test_encoder_other_sizes_vs_naive(void **state)
     assert_sb_ok(err, sb_ctx_create(&ctx, 2, &err));
     size_t need = sb_vit_encoder_scratch_bytes(enc, NV_B, 2);
     assert_sb_ok(err, sb_arena_create(&ar, need, &err));
-    dumps d;
-    memset(&d, 0, sizeof d);
-    assert_sb_ok(err, sb_vit_encoder_forward(enc, ctx, img, NV_B, emb, ar, NULL, collect, &d, &err));
+    dump_store d = {NULL, 0, 0};
+    assert_sb_ok(err, sb_vit_encoder_forward(enc, ctx, img, NV_B, emb, ar, NULL, store_dump, &d, &err));
     assert_true(sb_arena_peak(ar) <= need);
 
     const int C = NV_C, G = NV_G, T = G * G;
@@ -767,8 +724,7 @@ static void test_encoder_other_sizes_vs_naive(void **state)
     assert_memory_equal(got, emb, sizeof(float) * (size_t)n);
 
     free(rf), free(x), free(ref_blocks), free(ref_emb), free(img), free(emb);
-    for (int i = 0; i < d.n; i++)
-        free(d.data[i]);
+    store_free(&d);
     sb_arena_free(ar);
     sb_ctx_free(ctx);
     sb_vit_encoder_free(enc);
