@@ -1,6 +1,6 @@
 /*
  * Private declarations of the SAM v1 ViT models (core/vit_encoder.c,
- * core/sam_vit_model.c). Not part of the public API: the flows are reached
+ * core/sam_vit_config.c, core/sam_vit_model.c). Not part of the public API: the flows are reached
  * through sb_model_create / sb_model_forward (SB_FLOW_SAM, SB_FLOW_MEDSAM).
  */
 #ifndef SB_SAM_VIT_INTERNAL_H

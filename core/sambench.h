@@ -519,7 +519,7 @@ int sb_bank_save(const sb_bank *b, const char *path, const char *location, sb_er
 
 /* ===================================================================== */
 /* SAM v1 ViT image encoder (core/vit_encoder.c) and the sam/medsam      */
-/* flow's configuration (core/sam_vit_model.c)                           */
+/* flow's configuration (core/sam_vit_config.c)                          */
 /* ===================================================================== */
 /* SECTION: sam_vit */
 /*
@@ -851,6 +851,14 @@ int sb_model_bank_decisions(const sb_model *m, int64_t *B, int64_t *k, const int
                             const int32_t **replaced);
 
 /* END SECTION: samed2 */
+
+/* SECTION: perf */
+/* Fused token-major linear + exact GELU: y = gelu(x W^T + b), the same
+ * values as sb_linear then sb_gelu; where sb_linear works in row chunks the
+ * GELU runs on each chunk while it is still in cache (core/ops_linear.c). */
+void sb_linear_gelu(sb_ctx *ctx, const float *x, int64_t M, int64_t K, const float *W,
+                    const float *b, int64_t N, float *y);
+/* END SECTION: perf */
 
 /* ===================================================================== */
 /* Utilities                                                             */
