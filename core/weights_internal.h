@@ -102,6 +102,12 @@ typedef int (*pvm_persid_fn)(pvm *vm, void *arg, pv *pid, pv **out, sb_error *er
 struct pvm {
     pv **objs; /* every allocated value (freed together) */
     size_t nobjs, objs_cap;
+    /* values are carved from slabs, not allocated one by one: a full-size
+     * checkpoint's pickle makes ~13,000 of them, and faulting in their heap
+     * pages 4 KiB at a time cost ~12 ms of a ~75 ms load (weights_pickle.c) */
+    void *slab;       /* current slab (its header links the previous ones) */
+    size_t slab_used; /* bytes used in the current slab */
+    size_t slab_cap;  /* its size */
     pvm_persid_fn persistent_load;
     void *persid_arg;
     /* _load_from_bytes: a legacy torch.save blob in this VM's source */
@@ -135,20 +141,35 @@ int tensor_is_contiguous(const pv *t);
 void tensor_gather(const pv *t, const uint8_t *span, int64_t lo, uint8_t *dst);
 
 /* ---- an opened torch file (zip, legacy, plain pickle) ----------------- */
+/* One entry of a zip central directory. */
+typedef struct zdirent {
+    uint64_t name_off; /* the name: zcd + name_off, name_len bytes (not NUL terminated) */
+    uint32_t name_len;
+    uint16_t method, flags;
+    uint32_t crc;
+    uint64_t csize, usize, lho; /* zip64 values where the entry has them */
+} zdirent;
+
 typedef struct torchfile {
     int fmt; /* enum sb_file_format */
     char path[4096];
-    struct zip *zip;
+    struct zip *zip; /* libzip, opened only to inflate compressed entries */
     uint64_t file_size;
     char prefix[512]; /* zip archive folder, e.g. "archive" */
-    uint64_t *zip_lho; /* local header offset of each zip entry (central directory order) */
+    uint8_t *zcd;     /* the zip central directory, read and checked by us */
+    uint64_t zcd_off; /* its offset: every entry's data ends before it */
+    zdirent *zent;     /* its entries, in directory order */
     size_t zip_n;
+    size_t *zhash; /* open addressing over zent by name: index+1, 0 = empty */
+    size_t zhcap;
     int fd;
     wsrc src; /* legacy / pickle: the whole file (or memory) */
     pvm vm;
     pv *root;
     pv **stores; /* storages by key (shared storages resolve to one value) */
     size_t nstores, stores_cap;
+    size_t *store_hash; /* open addressing over stores by key: index+1, 0 = empty */
+    size_t store_hcap;
     uint8_t *scratch;
     size_t scratch_cap;
 } torchfile;

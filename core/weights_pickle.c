@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* ===================================================================== */
@@ -291,6 +292,78 @@ void sb_convert_to_f32(int dt, const void *src, float *dst, size_t n)
 /* ===================================================================== */
 void pvm_init(pvm *vm) { memset(vm, 0, sizeof *vm); }
 
+/* Values live in slabs: the first small (most pickles are), the next ones
+ * 2 MiB, 2 MiB-aligned and advised for transparent huge pages, so a
+ * checkpoint's ~13,000 values cost a few page faults instead of ~1,000
+ * (page faults are what a load from the page cache pays for; see
+ * bench/bench_weights.c). Sanitizer builds allocate each value on its own so
+ * that overflows stay detectable. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PV_SLABS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PV_SLABS 0
+#endif
+#endif
+#ifndef PV_SLABS
+#define PV_SLABS 1
+#endif
+#define SLAB_FIRST ((size_t)32 << 10)
+#define SLAB_HUGE ((size_t)2 << 20)
+#define PV_STEP ((sizeof(pv) + 15) & ~(size_t)15)
+
+typedef struct slab_hdr {
+    void *prev; /* the previous slab */
+    size_t bytes;
+    int mapped; /* mmap'ed (else malloc'ed) */
+} slab_hdr;
+#define SLAB_HDR ((sizeof(slab_hdr) + 15) & ~(size_t)15)
+
+#if PV_SLABS
+static void *slab_map(size_t bytes)
+{
+    size_t span = bytes + SLAB_HUGE;
+    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t a = ((uintptr_t)p + SLAB_HUGE - 1) & ~(uintptr_t)(SLAB_HUGE - 1);
+    size_t head = (size_t)(a - (uintptr_t)p), tail = span - head - bytes;
+    if (head)
+        munmap(p, head);
+    if (tail)
+        munmap((uint8_t *)a + bytes, tail);
+#ifdef MADV_HUGEPAGE
+    madvise((void *)a, bytes, MADV_HUGEPAGE);
+#endif
+    return (void *)a;
+}
+#endif
+
+static pv *slab_take(pvm *vm)
+{
+#if PV_SLABS
+    if (!vm->slab || vm->slab_used + PV_STEP > vm->slab_cap) {
+        size_t bytes = vm->slab ? SLAB_HUGE : SLAB_FIRST;
+        slab_hdr *h = bytes >= SLAB_HUGE ? slab_map(bytes) : malloc(bytes);
+        if (!h)
+            return NULL;
+        h->prev = vm->slab;
+        h->bytes = bytes;
+        h->mapped = bytes >= SLAB_HUGE;
+        vm->slab = h;
+        vm->slab_cap = bytes;
+        vm->slab_used = SLAB_HDR;
+    }
+    pv *v = (pv *)((uint8_t *)vm->slab + vm->slab_used);
+    vm->slab_used += PV_STEP;
+    memset(v, 0, sizeof *v);
+    return v;
+#else
+    (void)vm;
+    return calloc(1, sizeof(pv));
+#endif
+}
+
 void pvm_free(pvm *vm)
 {
     for (size_t i = 0; i < vm->nobjs; i++) {
@@ -299,9 +372,18 @@ void pvm_free(pvm *vm)
         free(v->items);
         free(v->key);
         free(v->location);
-        free(v);
+        if (!PV_SLABS)
+            free(v);
     }
     free(vm->objs);
+    for (slab_hdr *h = vm->slab; h;) {
+        slab_hdr *prev = h->prev;
+        if (h->mapped)
+            munmap(h, h->bytes);
+        else
+            free(h);
+        h = prev;
+    }
     memset(vm, 0, sizeof *vm);
 }
 
@@ -315,7 +397,7 @@ pv *pvm_new(pvm *vm, int kind)
         vm->objs = o;
         vm->objs_cap = cap;
     }
-    pv *v = calloc(1, sizeof *v);
+    pv *v = slab_take(vm);
     if (!v)
         return NULL;
     v->kind = kind;
