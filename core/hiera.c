@@ -490,8 +490,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
             int64_t n = M - r0 < tc ? M - r0 : tc;
             float *yr = y + r0 * Co;
             sb_layernorm(ctx, yr, n, Co, b->norm2_w, b->norm2_b, 1e-6f, t);
-            sb_linear(ctx, t, n, Co, b->mlp0_w, b->mlp0_b, hid, hb);
-            sb_gelu(ctx, hb, n * hid);
+            sb_linear_gelu(ctx, t, n, Co, b->mlp0_w, b->mlp0_b, hid, hb);
             sb_linear(ctx, hb, n, hid, b->mlp1_w, b->mlp1_b, Co, t);
             sb_add(ctx, yr, t, n * Co);
             sb_modprof_flops(mp, 2.0 * sb_flops_linear(n, Co, hid));

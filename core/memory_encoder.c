@@ -170,8 +170,7 @@ int sb_memory_encoder_forward(const sb_memory_encoder *me, sb_ctx *ctx, const fl
             float *yb = y + b * D * HW, *xb = x + b * D * HW;
             /* NCHW -> tokens, Linear, GELU, Linear, gamma, back to NCHW, residual */
             sb_nchw_to_nhwc(ctx, yb, 1, D, h, w, tok);
-            sb_linear(ctx, tok, HW, D, me->cx[i].pw1_w, me->cx[i].pw1_b, 4 * D, hid);
-            sb_gelu(ctx, hid, HW * 4 * D);
+            sb_linear_gelu(ctx, tok, HW, D, me->cx[i].pw1_w, me->cx[i].pw1_b, 4 * D, hid);
             sb_linear(ctx, hid, HW, 4 * D, me->cx[i].pw2_w, me->cx[i].pw2_b, D, tok);
             for (int64_t t = 0; t < HW; t++)
                 for (int64_t c = 0; c < D; c++)

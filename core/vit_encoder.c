@@ -642,8 +642,7 @@ int sb_vit_encoder_forward(const sb_vit_encoder *e, sb_ctx *ctx, const float *im
             ALLOC(xn, T * C, "vit LN2 output");
             ALLOC(hid, T * H, "vit MLP hidden");
             sb_layernorm(ctx, xb, T, C, bk->n2w, bk->n2b, VIT_LN_EPS, xn);
-            sb_linear(ctx, xn, T, C, bk->l1w, bk->l1b, H, hid);
-            sb_gelu(ctx, hid, T * H);
+            sb_linear_gelu(ctx, xn, T, C, bk->l1w, bk->l1b, H, hid);
             sb_linear(ctx, hid, T, H, bk->l2w, bk->l2b, C, xn);
             sb_add(ctx, xb, xn, T * C);
             sb_arena_reset(scratch, m);
