@@ -47,15 +47,17 @@ static inline void max4_row(float *restrict d, const float *p00, const float *p0
     }
 }
 
-static inline void add_row(float *restrict dst, const float *restrict src, int64_t n)
+/* dst = base + src, or dst += src when base is NULL */
+static inline void add_row(float *dst, const float *base, const float *restrict src, int64_t n)
 {
+    const float *a = base ? base : dst;
     int64_t k = 0;
 #if defined(__AVX2__)
     for (; k + 8 <= n; k += 8)
-        _mm256_storeu_ps(dst + k, _mm256_add_ps(_mm256_loadu_ps(dst + k), _mm256_loadu_ps(src + k)));
+        _mm256_storeu_ps(dst + k, _mm256_add_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(src + k)));
 #endif
     for (; k < n; k++)
-        dst[k] += src[k];
+        dst[k] = a[k] + src[k];
 }
 
 int sb_hiera_init(sb_hiera *h, const sb_sam2_config *cfg, sb_wbind *wb, const char *prefix,
@@ -280,9 +282,10 @@ static void gather_windows(const float *xn, const win_geom *g, int64_t C, int64_
     }
 }
 
-/* Adds windows a[n, owh, oww, C] onto y (NHWC [B,Ho,Wo,C]), cropping the padding. */
-static void scatter_add_windows(float *y, const win_geom *g, int64_t C, int64_t first, int64_t n,
-                                const float *a)
+/* Adds windows a[n, owh, oww, C] onto y (NHWC [B,Ho,Wo,C]), cropping the
+ * padding; with base (same layout as y) y = base + a instead of y += a. */
+static void scatter_add_windows(float *y, const float *base, const win_geom *g, int64_t C,
+                                int64_t first, int64_t n, const float *a)
 {
     int64_t per = g->nwy * g->nwx;
     for (int64_t i = 0; i < n; i++) {
@@ -293,9 +296,9 @@ static void scatter_add_windows(float *y, const win_geom *g, int64_t C, int64_t 
                 break;
             int64_t x0 = wx * g->oww;
             int64_t nx = g->Wo - x0 < g->oww ? g->Wo - x0 : g->oww;
-            float *dst = y + ((b * g->Ho + oy) * g->Wo + x0) * C;
+            int64_t off = ((b * g->Ho + oy) * g->Wo + x0) * C;
             const float *src = a + ((i * g->owh + ty) * g->oww) * C;
-            add_row(dst, src, nx * C);
+            add_row(y + off, base ? base + off : NULL, src, nx * C);
         }
     }
 }
@@ -316,11 +319,12 @@ static void pool_q(const float *qkv, int64_t n, int64_t wh, int64_t ww, int64_t 
 /* The three window loops over the pool (windows are independent; each
  * window writes its own output rows, so no two workers touch the same data). */
 typedef struct {
-    int kind; /* 0 gather, 1 scatter-add, 2 pool q */
+    int kind; /* 0 gather, 1 scatter-add, 2 pool q, 3 dst = base + src (contiguous) */
     const win_geom *g;
     const float *src;
     float *dst;
     int64_t C, first;
+    const float *base; /* kinds 1 and 3 */
 } win_job;
 
 static void win_range(void *arg, int64_t i0, int64_t i1, int worker)
@@ -330,18 +334,20 @@ static void win_range(void *arg, int64_t i0, int64_t i1, int worker)
     if (j->kind == 0)
         gather_windows(j->src, j->g, j->C, j->first + i0, i1 - i0, j->dst + i0 * j->g->wh * j->g->ww * j->C);
     else if (j->kind == 1)
-        scatter_add_windows(j->dst, j->g, j->C, j->first + i0, i1 - i0,
+        scatter_add_windows(j->dst, j->base, j->g, j->C, j->first + i0, i1 - i0,
                             j->src + i0 * j->g->owh * j->g->oww * j->C);
+    else if (j->kind == 3) /* items are elements, in blocks of C */
+        add_row(j->dst + i0 * j->C, j->base + i0 * j->C, j->src + i0 * j->C, (i1 - i0) * j->C);
     else
         pool_q(j->src + i0 * j->g->wh * j->g->ww * 3 * j->C, i1 - i0, j->g->wh, j->g->ww, j->C,
                j->dst + i0 * (j->g->wh / 2) * (j->g->ww / 2) * j->C);
 }
 
 static void win_parallel(sb_ctx *ctx, int kind, const win_geom *g, const float *src, float *dst, int64_t C,
-                         int64_t first, int64_t n)
+                         int64_t first, int64_t n, const float *base)
 {
-    win_job j = {kind, g, src, dst, C, first};
-    sb_parallel_for(ctx, n, 1, win_range, &j);
+    win_job j = {kind, g, src, dst, C, first, base};
+    sb_parallel_for(ctx, n, kind == 3 ? 4096 / C + 1 : 1, win_range, &j);
 }
 
 static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const float *x, int64_t B,
@@ -360,11 +366,16 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
         return err->code;
     sb_layernorm(ctx, x, B * H * W, Ci, b->norm1_w, b->norm1_b, 1e-6f, xn);
 
-    /* shortcut */
+    /* shortcut. With Ci == Co it is x itself: not copied into y, the
+     * attention residual writes y = x + attn directly (`res`), so y is
+     * written once instead of copied and then updated. */
+    const float *res = NULL;
     if (Ci != Co) {
         if ((rc = shortcut_proj(b, ctx, xn, B, H, W, y, Ho, Wo,
                                 h->chunk_tokens > 0 ? h->chunk_tokens : SB_HIERA_CHUNK_TOKENS, a, mp, err)))
             goto done;
+    } else if (!b->q_pool) {
+        res = x;
     } else {
         memcpy(y, x, (size_t)(B * H * W * Ci) * sizeof(float));
     }
@@ -425,7 +436,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
             int64_t n = nwin - w0 < chunk ? nwin - w0 : chunk;
             const float *src = xn;
             if (b->window > 0) {
-                win_parallel(ctx, 0, &g, xn, wbuf, Ci, w0, n);
+                win_parallel(ctx, 0, &g, xn, wbuf, Ci, w0, n, NULL);
                 src = wbuf;
             } else {
                 src = xn + w0 * L * Ci; /* whole images */
@@ -440,7 +451,7 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
             at.Lk = L;
             at.head_dim = hd;
             if (b->q_pool) {
-                win_parallel(ctx, 2, &g, qkv, qp, Co, 0, n);
+                win_parallel(ctx, 2, &g, qkv, qp, Co, 0, n, NULL);
                 at.q = qp;
                 at.q_row = Co;
                 at.q_batch = Lq * Co;
@@ -469,7 +480,9 @@ static int hiera_block_forward(const sb_hiera *h, int bi, sb_ctx *ctx, const flo
                     goto done;
             }
             if (b->window > 0)
-                win_parallel(ctx, 1, &g, ap, y, Co, w0, n);
+                win_parallel(ctx, 1, &g, ap, y, Co, w0, n, res);
+            else if (res)
+                win_parallel(ctx, 3, &g, ap, y + w0 * Lq * Co, Co, 0, n * Lq, res + w0 * Lq * Co);
             else
                 sb_add(ctx, y + w0 * Lq * Co, ap, n * Lq * Co);
         }
