@@ -27,10 +27,12 @@ echo "The 'box' baseline has no weights: its Dice is what a filled prompt box sc
 echo "published Dice columns show n/a because no paper model ran."
 echo
 fx=$(cd "$(dirname "$0")/../tests/fixtures" && pwd)
-echo "== 4. a tiny SAMed-2 with RANDOM weights (the fixture config, 6-entry memory bank), 2 ranks:"
-echo "   mpirun -np 2 sambench run --model samed2 --model-config samed2_tiny_config.json --memory-bank memory_bank_list_6.pkl ..."
+echo "== 4. a tiny SAMed-2 with RANDOM weights (the fixture checkpoint PyTorch wrote, its config and"
+echo "   6-entry memory bank), 2 ranks:"
+echo "   mpirun -np 2 sambench run --model samed2 --model-config samed2_tiny_config.json \\"
+echo "       --checkpoint samed2_tiny.pth --memory-bank memory_bank_list_6.pkl ..."
 if mpirun -np 2 --bind-to none "$bin" run --model samed2 --model-config "$fx/samed2_tiny_config.json" \
-    --memory-bank "$fx/memory_bank_list_6.pkl" --medbank "$work/data/MedBank" --out "$work/samed2-random" \
+    --checkpoint "$fx/samed2_tiny.pth" --memory-bank "$fx/memory_bank_list_6.pkl" --medbank "$work/data/MedBank" --out "$work/samed2-random" \
     --progress 5 >"$work/samed2.tables.md" 2>"$work/samed2.err"; then
     sed -n '/## Per modality/,$p' "$work/samed2.tables.md"
     echo
