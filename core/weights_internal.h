@@ -61,7 +61,11 @@ enum pv_global {
     G_DTYPE         /* dtype in pv.dtype */
 };
 
-enum storage_backing { ST_NONE = 0, ST_ZIP = 1, ST_SRC = 2, ST_MEM = 3 };
+/* ST_ZIP: a compressed zip entry (libzip, index zip_index); ST_ZIPSTORED: a
+ * stored zip entry (directory index zip_index) whose local header is not read
+ * yet (it becomes ST_SRC on first read); ST_SRC: raw data at data_off of the
+ * loader's source; ST_MEM: raw data in memory. */
+enum storage_backing { ST_NONE = 0, ST_ZIP = 1, ST_SRC = 2, ST_MEM = 3, ST_ZIPSTORED = 4 };
 
 typedef struct pv pv;
 struct pv {
@@ -77,6 +81,8 @@ struct pv {
     uint64_t src_off;
     pv **items; /* tuple/list/set; dict: 2*n (key, value) */
     size_t n, cap;
+    size_t *dhash; /* dict of more than 16 pairs: its string keys hashed (pair index+1, 0 = empty) */
+    size_t dhcap;
     /* PV_STORAGE */
     char *key;
     char *location;

@@ -372,6 +372,7 @@ void pvm_free(pvm *vm)
         free(v->items);
         free(v->key);
         free(v->location);
+        free(v->dhash);
         if (!PV_SLABS)
             free(v);
     }
@@ -439,10 +440,37 @@ pv *pv_dict_get(const pv *d, const char *key)
     return NULL;
 }
 
-/* dict assignment keeps insertion order; a repeated string key replaces */
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static void dict_index(pv *d, size_t pair)
+{
+    size_t i = str_hash(d->items[2 * pair]->s) & (d->dhcap - 1);
+    while (d->dhash[i])
+        i = (i + 1) & (d->dhcap - 1);
+    d->dhash[i] = pair + 1;
+}
+
+/* dict assignment keeps insertion order; a repeated string key replaces.
+ * Past 16 pairs the string keys are hashed: a state dict has hundreds, and
+ * searching them all on every assignment was half of the pickle run of a
+ * full-size checkpoint. */
 static int pv_dict_set(pv *d, pv *k, pv *v)
 {
-    if (k->kind == PV_STR) {
+    if (k->kind == PV_STR && d->dhcap) {
+        for (size_t i = str_hash(k->s) & (d->dhcap - 1); d->dhash[i]; i = (i + 1) & (d->dhcap - 1)) {
+            size_t p = 2 * (d->dhash[i] - 1);
+            if (strcmp(d->items[p]->s, k->s) == 0) {
+                d->items[p + 1] = v;
+                return 0;
+            }
+        }
+    } else if (k->kind == PV_STR) {
         for (size_t i = 0; i + 1 < d->n; i += 2)
             if (d->items[i]->kind == PV_STR && strcmp(d->items[i]->s, k->s) == 0) {
                 d->items[i + 1] = v;
@@ -451,6 +479,22 @@ static int pv_dict_set(pv *d, pv *k, pv *v)
     }
     if (pv_push_item(d, k) || pv_push_item(d, v))
         return -1;
+    size_t pairs = d->n / 2;
+    if (pairs > 16 && 2 * pairs > d->dhcap) { /* (re)build at load factor 1/4 */
+        size_t cap = 64;
+        while (cap < 4 * pairs)
+            cap *= 2;
+        size_t *h = calloc(cap, sizeof *h);
+        if (!h)
+            return -1;
+        free(d->dhash);
+        d->dhash = h;
+        d->dhcap = cap;
+        for (size_t p = 0; p < pairs; p++)
+            if (d->items[2 * p]->kind == PV_STR)
+                dict_index(d, p);
+    } else if (d->dhcap && k->kind == PV_STR)
+        dict_index(d, pairs - 1);
     return 0;
 }
 

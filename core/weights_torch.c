@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zip.h>
 #include <zlib.h>
@@ -384,34 +385,58 @@ static int zip_read_directory(torchfile *tf, sb_error *err)
     return SB_OK;
 }
 
-/* The offset of a stored entry's data, from its local header, which must
- * agree with the central directory. */
-static int zip_local_data(torchfile *tf, const zdirent *z, uint64_t *at, sb_error *err)
+/* Checks a stored entry's local header (its first `have` bytes in lh)
+ * against the central directory and gives the offset of its data. *more = 1
+ * (and nothing else is done) if the name goes past the bytes given. */
+static int zip_check_local(torchfile *tf, const zdirent *z, const uint8_t *lh, size_t have, uint64_t *at, int *more,
+                           sb_error *err)
 {
     char nm[1024];
-    zname(tf, z, nm, sizeof nm);
-    uint8_t lh[30 + 1024];
-    size_t want = 30 + (z->name_len < 1024 ? z->name_len : 1024);
-    if (tf->file_size < 30 || z->lho > tf->file_size - 30 ||
-        wsrc_pread(&tf->src, lh, want < tf->file_size - z->lho ? want : 30, z->lho) != 0 || rd32(lh) != 0x04034b50u)
-        return sb_fail(err, SB_EFORMAT, "zip entry '%s': bad local header (corrupt zip)", nm);
+    *more = 0;
+    if (have < 30 || rd32(lh) != 0x04034b50u)
+        return sb_fail(err, SB_EFORMAT, "zip entry '%s': bad local header (corrupt zip)", zname(tf, z, nm, sizeof nm));
     uint32_t lnl = rd16(lh + 26), lxl = rd16(lh + 28), lflags = rd16(lh + 6);
     int same = lnl == z->name_len && z->lho + 30 + lnl <= tf->file_size && rd16(lh + 8) == z->method &&
                (lflags & 8) == (z->flags & 8);
-    if (same && lnl <= 1024)
+    if (same && lnl <= 1024) {
+        if (30 + (size_t)lnl > have) {
+            *more = 1;
+            return SB_OK;
+        }
         same = memcmp(lh + 30, tf->zcd + z->name_off, lnl) == 0;
+    }
     if (same && !(lflags & 8)) { /* sizes and CRC are in the local header too (0xffffffff: in its zip64 extra) */
         uint32_t lcrc = rd32(lh + 14), lcs = rd32(lh + 18), lus = rd32(lh + 22);
         same = lcrc == z->crc && (lcs == 0xffffffffu || lcs == z->csize) && (lus == 0xffffffffu || lus == z->usize);
     }
     if (!same)
         return sb_fail(err, SB_EFORMAT, "zip entry '%s': local header disagrees with the central directory (corrupt zip)",
-                       nm);
+                       zname(tf, z, nm, sizeof nm));
     uint64_t d = z->lho + 30 + lnl + lxl;
     if (d > tf->zcd_off || z->csize > tf->zcd_off - d)
-        return sb_fail(err, SB_EFORMAT, "zip entry '%s' extends past the end of the file (truncated zip)", nm);
+        return sb_fail(err, SB_EFORMAT, "zip entry '%s' extends past the end of the file (truncated zip)",
+                       zname(tf, z, nm, sizeof nm));
     *at = d;
     return SB_OK;
+}
+
+/* The offset of a stored entry's data, from its local header. */
+static int zip_local_data(torchfile *tf, const zdirent *z, uint64_t *at, sb_error *err)
+{
+    uint8_t lh[30 + 1024];
+    size_t want = 30 + (z->name_len < 1024 ? z->name_len : 1024);
+    int more = 0;
+    if (tf->file_size >= 30 && z->lho <= tf->file_size - 30) {
+        if (want > tf->file_size - z->lho)
+            want = (size_t)(tf->file_size - z->lho);
+        if (wsrc_pread(&tf->src, lh, want, z->lho) == 0) {
+            int rc = zip_check_local(tf, z, lh, want, at, &more, err);
+            if (rc || !more)
+                return rc;
+        }
+    }
+    char nm[1024];
+    return sb_fail(err, SB_EFORMAT, "zip entry '%s': bad local header (corrupt zip)", zname(tf, z, nm, sizeof nm));
 }
 
 /* libzip over the same file or memory, opened on first need (a compressed entry). */
@@ -481,10 +506,9 @@ static int zip_persid(pvm *vm, void *arg, pv *pid, pv **out, sb_error *err)
                        "zip entry '%s' has %llu bytes but its storage claims %lld %s elements (%llu bytes)", name,
                        (unsigned long long)z->usize, (long long)st->numel, sb_dtype_name(st->dtype),
                        (unsigned long long)want);
-    if (z->method == ZIP_CM_STORE) { /* read straight from the file */
-        if ((rc = zip_local_data(tf, z, &st->data_off, err)))
-            return rc;
-        st->backing = ST_SRC;
+    if (z->method == ZIP_CM_STORE) { /* read straight from the file; its local header is read with its data */
+        st->backing = ST_ZIPSTORED;
+        st->zip_index = idx;
         st->has_crc = 1;
         st->crc = z->crc;
     } else {
@@ -775,7 +799,70 @@ void torchfile_close(torchfile *tf)
 /* ===================================================================== */
 /* reading storages                                                      */
 /* ===================================================================== */
-static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, void *dst, sb_error *err)
+/* Reads [off, off+n) of a raw storage at data_off of the source from byte
+ * `done` on (the bytes before are in dst already, their CRC-32 in crc). A
+ * whole zip entry is read in slices that stay in the L2 cache, each checked
+ * right after its read: the CRC pass costs no second trip through memory. */
+static int read_src(torchfile *tf, const pv *st, uint64_t off, uint64_t n, uint8_t *dst, uint64_t done, uint32_t crc,
+                    sb_error *err)
+{
+    uint64_t total = (uint64_t)st->numel * (uint64_t)sb_dtype_size(st->dtype);
+    int whole = st->has_crc && off == 0 && n == total;
+    size_t slice = whole ? CRC_SLICE : (size_t)n;
+    while (done < n) {
+        size_t k = n - done < slice ? (size_t)(n - done) : slice;
+        int r = wsrc_pread(&tf->src, dst + done, k, st->data_off + off + done);
+        if (r == -2)
+            return sb_fail(err, SB_EIO, "read error: %s", strerror(errno));
+        if (r)
+            return sb_fail(err, SB_EFORMAT, "storage '%s' is truncated", st->key);
+        if (whole)
+            crc = sb_crc32_update(crc, dst + done, k);
+        done += k;
+    }
+    if (whole && crc != st->crc)
+        return sb_fail(err, SB_EFORMAT, "zip entry %s/data/%s is corrupt (CRC-32 mismatch)", tf->prefix, st->key);
+    return SB_OK;
+}
+
+/* A stored zip entry's first read: its local header and its first slice in
+ * one system call where the data starts where torch.save puts it (the next
+ * 64-byte boundary after the header and a 4-byte extra field), the header
+ * checked; otherwise the header alone first. Then it is an ST_SRC storage. */
+static int read_zipstored(torchfile *tf, pv *st, uint64_t off, uint64_t n, uint8_t *dst, sb_error *err)
+{
+    const zdirent *z = &tf->zent[st->zip_index];
+    uint64_t total = (uint64_t)st->numel * (uint64_t)sb_dtype_size(st->dtype);
+    uint64_t guess = (z->lho + 30 + z->name_len + 4 + 63) & ~(uint64_t)63;
+    uint8_t hdr[2048];
+    size_t hl = (size_t)(guess - z->lho);
+    int rc;
+    if (!tf->src.mem && off == 0 && n == total && n > 0 && hl <= sizeof hdr && guess <= tf->zcd_off &&
+        n <= tf->zcd_off - guess) {
+        size_t k = n < CRC_SLICE ? (size_t)n : CRC_SLICE;
+        struct iovec iov[2] = {{hdr, hl}, {dst, k}};
+        ssize_t r = preadv(tf->src.fd, iov, 2, (off_t)(tf->src.base + z->lho));
+        if (r == (ssize_t)(hl + k)) {
+            uint64_t at;
+            int more;
+            if ((rc = zip_check_local(tf, z, hdr, hl, &at, &more, err)))
+                return rc;
+            if (!more) {
+                st->data_off = at;
+                st->backing = ST_SRC;
+                if (at == guess) /* the first slice is in place */
+                    return read_src(tf, st, off, n, dst, k, sb_crc32_update(0, dst, k), err);
+                return read_src(tf, st, off, n, dst, 0, 0, err);
+            }
+        }
+    }
+    if ((rc = zip_local_data(tf, z, &st->data_off, err)))
+        return rc;
+    st->backing = ST_SRC;
+    return read_src(tf, st, off, n, dst, 0, 0, err);
+}
+
+static int read_storage(torchfile *tf, pv *st, uint64_t off, uint64_t n, void *dst, sb_error *err)
 {
     uint64_t total = (uint64_t)st->numel * (uint64_t)sb_dtype_size(st->dtype);
     if (off > total || n > total - off)
@@ -784,30 +871,10 @@ static int read_storage(torchfile *tf, const pv *st, uint64_t off, uint64_t n, v
         memcpy(dst, st->mem + off, (size_t)n);
         return SB_OK;
     }
-    if (st->backing == ST_SRC) {
-        /* A whole zip entry is read in slices that stay in the L2 cache, each
-         * checked right after its read: the CRC pass costs no second trip
-         * through memory. */
-        int whole = st->has_crc && off == 0 && n == total;
-        size_t slice = whole ? CRC_SLICE : (size_t)n;
-        uint32_t crc = 0;
-        uint8_t *p = dst;
-        for (uint64_t done = 0; done < n;) {
-            size_t k = n - done < slice ? (size_t)(n - done) : slice;
-            int r = wsrc_pread(&tf->src, p + done, k, st->data_off + off + done);
-            if (r == -2)
-                return sb_fail(err, SB_EIO, "read error: %s", strerror(errno));
-            if (r)
-                return sb_fail(err, SB_EFORMAT, "storage '%s' is truncated", st->key);
-            if (whole)
-                crc = sb_crc32_update(crc, p + done, k);
-            done += k;
-        }
-        if (whole && crc != st->crc)
-            return sb_fail(err, SB_EFORMAT, "zip entry %s/data/%s is corrupt (CRC-32 mismatch)", tf->prefix,
-                           st->key);
-        return SB_OK;
-    }
+    if (st->backing == ST_ZIPSTORED)
+        return read_zipstored(tf, st, off, n, dst, err);
+    if (st->backing == ST_SRC)
+        return read_src(tf, st, off, n, dst, 0, 0, err);
     if (st->backing != ST_ZIP)
         return sb_fail(err, SB_EFORMAT, "storage '%s' has no data", st->key);
     zip_file_t *zf = zip_fopen_index(tf->zip, (zip_uint64_t)st->zip_index, 0);
