@@ -106,8 +106,8 @@ typedef struct pvm pvm;
 typedef int (*pvm_persid_fn)(pvm *vm, void *arg, pv *pid, pv **out, sb_error *err);
 
 struct pvm {
-    pv **objs; /* every allocated value (freed together) */
-    size_t nobjs, objs_cap;
+    pv **objs; /* every allocated value (freed together; sanitizer builds only, else the slabs hold them) */
+    size_t nobjs, objs_cap; /* nobjs: values allocated */
     /* values are carved from slabs, not allocated one by one: a full-size
      * checkpoint's pickle makes ~13,000 of them, and faulting in their heap
      * pages 4 KiB at a time cost ~12 ms of a ~75 ms load (weights_pickle.c) */

@@ -315,7 +315,8 @@ void pvm_init(pvm *vm) { memset(vm, 0, sizeof *vm); }
 typedef struct slab_hdr {
     void *prev; /* the previous slab */
     size_t bytes;
-    int mapped; /* mmap'ed (else malloc'ed) */
+    size_t used; /* bytes used (of a full slab; the current one: vm->slab_used) */
+    int mapped;  /* mmap'ed (else malloc'ed) */
 } slab_hdr;
 #define SLAB_HDR ((sizeof(slab_hdr) + 15) & ~(size_t)15)
 
@@ -347,6 +348,8 @@ static pv *slab_take(pvm *vm)
         slab_hdr *h = bytes >= SLAB_HUGE ? slab_map(bytes) : malloc(bytes);
         if (!h)
             return NULL;
+        if (vm->slab)
+            ((slab_hdr *)vm->slab)->used = vm->slab_used;
         h->prev = vm->slab;
         h->bytes = bytes;
         h->mapped = bytes >= SLAB_HUGE;
@@ -364,33 +367,43 @@ static pv *slab_take(pvm *vm)
 #endif
 }
 
+static void pv_free_members(pv *v)
+{
+    free(v->s);
+    free(v->items);
+    free(v->key);
+    free(v->location);
+    free(v->dhash);
+}
+
 void pvm_free(pvm *vm)
 {
-    for (size_t i = 0; i < vm->nobjs; i++) {
-        pv *v = vm->objs[i];
-        free(v->s);
-        free(v->items);
-        free(v->key);
-        free(v->location);
-        free(v->dhash);
-        if (!PV_SLABS)
-            free(v);
+    /* with slabs the values are found in them (no list of every value to
+     * grow and fault in: another ~100 KiB for a full-size checkpoint) */
+    for (size_t i = 0; i < vm->nobjs && !PV_SLABS; i++) {
+        pv_free_members(vm->objs[i]);
+        free(vm->objs[i]);
     }
     free(vm->objs);
+    size_t used = vm->slab_used;
     for (slab_hdr *h = vm->slab; h;) {
         slab_hdr *prev = h->prev;
+        for (size_t at = SLAB_HDR; at + PV_STEP <= used; at += PV_STEP)
+            pv_free_members((pv *)((uint8_t *)h + at));
         if (h->mapped)
             munmap(h, h->bytes);
         else
             free(h);
         h = prev;
+        if (h)
+            used = h->used;
     }
     memset(vm, 0, sizeof *vm);
 }
 
 pv *pvm_new(pvm *vm, int kind)
 {
-    if (vm->nobjs == vm->objs_cap) {
+    if (!PV_SLABS && vm->nobjs == vm->objs_cap) {
         size_t cap = vm->objs_cap ? vm->objs_cap * 2 : 256;
         pv **o = realloc(vm->objs, cap * sizeof *o);
         if (!o)
@@ -402,7 +415,9 @@ pv *pvm_new(pvm *vm, int kind)
     if (!v)
         return NULL;
     v->kind = kind;
-    vm->objs[vm->nobjs++] = v;
+    if (!PV_SLABS)
+        vm->objs[vm->nobjs] = v;
+    vm->nobjs++;
     return v;
 }
 
