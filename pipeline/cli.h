@@ -73,6 +73,13 @@ typedef struct sb_opt {
  * SB_EXIT_USAGE after printing what is wrong. */
 int sb_opts_parse(const char *cmd, int argc, char **argv, const sb_opt *opts, sb_opt_list *pos,
                   void (*usage)(FILE *));
+/* An SB_OPT_FN target for a non-negative integer whose absence matters
+ * (a required --seed, or one that overrides a stored default). */
+typedef struct {
+    uint64_t v;
+    int given;
+} sb_opt_u64_given;
+int sb_opt_parse_u64_given(const char *value, void *dst);
 /* Parsers for SB_OPT_FN and for values given in other places. */
 int sb_parse_int(const char *s, long lo, long hi, int *out);
 int sb_parse_double(const char *s, double *out); /* finite */

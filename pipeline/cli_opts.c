@@ -42,6 +42,15 @@ int sb_parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+int sb_opt_parse_u64_given(const char *value, void *dst)
+{
+    sb_opt_u64_given *g = dst;
+    if (sb_parse_u64(value, &g->v))
+        return -1;
+    g->given = 1;
+    return 0;
+}
+
 /* 0 when the value fits the option */
 static int set_value(const sb_opt *o, const char *v)
 {

@@ -7,8 +7,6 @@
  */
 #include "cli.h"
 
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,39 +32,19 @@ static void usage(FILE *out)
 
 int cmd_init_random(int argc, char **argv)
 {
-    static const struct option opts[] = {{"variant", required_argument, 0, 'v'},
-                                         {"config", required_argument, 0, 'c'},
-                                         {"seed", required_argument, 0, 's'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *variant = NULL, *config = NULL;
-    unsigned long long seed = 0;
-    int seed_set = 0;
-    optind = 1;
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
-        switch (ch) {
-        case 'v': variant = optarg; break;
-        case 'c': config = optarg; break;
-        case 's':
-            errno = 0;
-            seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg || errno || optarg[0] == '-') {
-                fprintf(stderr, "sambench init-random: --seed must be an unsigned integer, got '%s'\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            seed_set = 1;
-            break;
-        case 'h': usage(stdout); return SB_EXIT_OK;
-        default:
-            fprintf(stderr, "sambench init-random: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
-    if (!variant || !seed_set || optind != argc - 1) {
+    const char *variant = NULL, *config = NULL, *outv[1];
+    sb_opt_u64_given seed = {0, 0};
+    sb_opt_list outs = {outv, 0, 1};
+    const sb_opt opts[] = {
+        {"--variant", SB_OPT_STR, &variant, 0, 0, NULL, NULL},
+        {"--config", SB_OPT_STR, &config, 0, 0, NULL, NULL},
+        {"--seed", SB_OPT_FN, &seed, 0, 0, "a non-negative integer", sb_opt_parse_u64_given},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("init-random", argc, argv, opts, &outs, usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    if (!variant || !seed.given || outs.n != 1) {
         fprintf(stderr, "sambench init-random: --variant, --seed and one OUT.pth are required\n");
         usage(stderr);
         return SB_EXIT_USAGE;
@@ -77,14 +55,14 @@ int cmd_init_random(int argc, char **argv)
         return SB_EXIT_USAGE;
     }
     sb_error err;
-    const char *out = argv[optind];
-    if (sb_weights_init_random_config(out, vname, config, seed, &err))
+    const char *out = outv[0];
+    if (sb_weights_init_random_config(out, vname, config, seed.v, &err))
         return sb_report_error("init-random", &err);
     if (config) {
-        printf("wrote %s: variant %s with config %s, seed %llu\n", out, vname, config, seed);
+        printf("wrote %s: variant %s with config %s, seed %llu\n", out, vname, config, (unsigned long long)seed.v);
         return SB_EXIT_OK;
     }
     printf("wrote %s: variant %s, %" PRId64 " tensors, seed %llu\n", out, vname, sb_variant_tensor_count(vname),
-           seed);
+           (unsigned long long)seed.v);
     return SB_EXIT_OK;
 }

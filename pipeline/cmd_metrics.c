@@ -20,7 +20,6 @@
 #include "png_io.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,69 +233,50 @@ static int parse_spacing(const char *s, double *sp, int *n)
     return *n >= 2 ? 0 : -1;
 }
 
+/* --label: a number, kept as written (it selects a label value by exact match) */
+static int parse_label(const char *v, void *dst)
+{
+    double x;
+    if (sb_parse_double(v, &x))
+        return -1;
+    *(const char **)dst = v;
+    return 0;
+}
+
+static int parse_empty(const char *v, void *dst)
+{
+    sb_error e;
+    return sb_parse_empty_policy(v, (int *)dst, &e) ? -1 : 0;
+}
+
+static int parse_nsd(const char *v, void *dst)
+{
+    sb_error e;
+    return sb_parse_nsd_policy(v, (int *)dst, &e) ? -1 : 0;
+}
+
 int cmd_metrics(int argc, char **argv)
 {
-    static const struct option opts[] = {{"gt", required_argument, 0, 'g'},
-                                         {"pred", required_argument, 0, 'p'},
-                                         {"spacing", required_argument, 0, 's'},
-                                         {"tolerance", required_argument, 0, 't'},
-                                         {"label", required_argument, 0, 'l'},
-                                         {"format", required_argument, 0, 'f'},
-                                         {"empty-policy", required_argument, 0, 'e'},
-                                         {"nsd-policy", required_argument, 0, 'n'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     const char *gt_path = NULL, *pred_path = NULL, *spacing_s = NULL, *label = NULL, *format = "json";
     double tol = 2.0;
     int empty_policy = SB_EMPTY_NAN, nsd_policy = SB_NSD_PLAIN;
     sb_error err;
     sb_error_clear(&err);
-    optind = 1;
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'g': gt_path = optarg; break;
-        case 'p': pred_path = optarg; break;
-        case 's': spacing_s = optarg; break;
-        case 'l': {
-            char *e;
-            errno = 0;
-            double v = strtod(optarg, &e);
-            if (e == optarg || *e || errno || !isfinite(v)) {
-                fprintf(stderr, "sambench metrics: --label '%s' is not a number\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            label = optarg;
-            break;
-        }
-        case 't': {
-            char *e;
-            errno = 0;
-            tol = strtod(optarg, &e);
-            if (e == optarg || *e || errno || !(tol >= 0) || !isfinite(tol)) {
-                fprintf(stderr, "sambench metrics: --tolerance '%s' must be a finite number >= 0\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            break;
-        }
-        case 'f': format = optarg; break;
-        case 'e':
-            if (sb_parse_empty_policy(optarg, &empty_policy, &err))
-                return sb_report_error("metrics", &err);
-            break;
-        case 'n':
-            if (sb_parse_nsd_policy(optarg, &nsd_policy, &err))
-                return sb_report_error("metrics", &err);
-            break;
-        case 'h': usage(stdout); return SB_EXIT_OK;
-        default:
-            fprintf(stderr, "sambench metrics: unknown or incomplete option '%s'\n\n", argv[optind - 1]);
-            usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
-    if (optind < argc || !gt_path || !pred_path) {
+    const sb_opt opts[] = {
+        {"--gt", SB_OPT_STR, &gt_path, 0, 0, NULL, NULL},
+        {"--pred", SB_OPT_STR, &pred_path, 0, 0, NULL, NULL},
+        {"--spacing", SB_OPT_STR, &spacing_s, 0, 0, NULL, NULL},
+        {"--tolerance", SB_OPT_DOUBLE, &tol, 0, HUGE_VAL, "a finite number >= 0", NULL},
+        {"--label", SB_OPT_FN, &label, 0, 0, "a number", parse_label},
+        {"--format", SB_OPT_STR, &format, 0, 0, NULL, NULL},
+        {"--empty-policy", SB_OPT_FN, &empty_policy, 0, 0, "nan, one or zero", parse_empty},
+        {"--nsd-policy", SB_OPT_FN, &nsd_policy, 0, 0, "plain or medsam", parse_nsd},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("metrics", argc, argv, opts, NULL, usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    if (!gt_path || !pred_path) {
         fprintf(stderr, "sambench metrics: --gt and --pred are required\n\n");
         usage(stderr);
         return SB_EXIT_USAGE;

@@ -12,7 +12,6 @@
 #include "data.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,30 +50,18 @@ static int in_list(const char *list, const char *name)
 
 int cmd_prepare(int argc, char **argv)
 {
-    static const struct option opts[] = {{"manifest", required_argument, 0, 'm'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"data-root", required_argument, 0, 'r'},
-                                         {"datasets", required_argument, 0, 'd'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     const char *manifest = NULL, *out = NULL, *root = NULL, *only = NULL;
-    optind = 1;
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': manifest = optarg; break;
-        case 'o': out = optarg; break;
-        case 'r': root = optarg; break;
-        case 'd': only = optarg; break;
-        case 'h': usage(stdout); return SB_EXIT_OK;
-        default:
-            fprintf(stderr, "sambench prepare: unknown or incomplete option '%s'\n\n", argv[optind - 1]);
-            usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
-    if (optind < argc || !manifest || !out) {
+    const sb_opt opts[] = {
+        {"--manifest", SB_OPT_STR, &manifest, 0, 0, NULL, NULL},
+        {"--out", SB_OPT_STR, &out, 0, 0, NULL, NULL},
+        {"--data-root", SB_OPT_STR, &root, 0, 0, NULL, NULL},
+        {"--datasets", SB_OPT_STR, &only, 0, 0, NULL, NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("prepare", argc, argv, opts, NULL, usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    if (!manifest || !out) {
         fprintf(stderr, "sambench prepare: --manifest and --out are required\n\n");
         usage(stderr);
         return SB_EXIT_USAGE;

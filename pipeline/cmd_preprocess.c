@@ -7,7 +7,6 @@
 #include "cli.h"
 #include "preprocess.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,81 +34,38 @@ static void usage(FILE *out)
 
 int cmd_preprocess(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"image", required_argument, 0, 'i'}, {"mask", required_argument, 0, 'm'},
-        {"size", required_argument, 0, 's'},  {"jitter", required_argument, 0, 'j'},
-        {"seed", required_argument, 0, 'e'},  {"no-jitter", no_argument, 0, 'n'},
-        {"output", required_argument, 0, 'o'}, {"dataset", required_argument, 0, 'd'},
-        {"case", required_argument, 0, 'c'},  {"slice", required_argument, 0, 'k'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     const char *image = NULL, *mask = NULL, *output = NULL, *dataset = "", *case_id = NULL;
-    long size = 0, jitter = 20, slice = 0;
-    unsigned long long seed = 0;
-    int no_jitter = 0, jitter_set = 0, seed_set = 0;
-    optind = 1;
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
-        switch (ch) {
-        case 'i': image = optarg; break;
-        case 'm': mask = optarg; break;
-        case 'o': output = optarg; break;
-        case 'd': dataset = optarg; break;
-        case 'c': case_id = optarg; break;
-        case 'n': no_jitter = 1; break;
-        case 's':
-            size = strtol(optarg, &end, 10);
-            if (*end || size < 1 || size > 16384) {
-                fprintf(stderr, "sambench preprocess: --size must be an integer in 1..16384, got '%s'\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            break;
-        case 'j':
-            jitter = strtol(optarg, &end, 10);
-            jitter_set = 1;
-            if (*end || jitter < 0 || jitter > 100000) {
-                fprintf(stderr, "sambench preprocess: --jitter must be a non-negative integer, got '%s'\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            break;
-        case 'e':
-            seed = strtoull(optarg, &end, 10);
-            seed_set = 1;
-            if (*end || !*optarg) {
-                fprintf(stderr, "sambench preprocess: --seed must be an integer, got '%s'\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            break;
-        case 'k':
-            slice = strtol(optarg, &end, 10);
-            if (*end) {
-                fprintf(stderr, "sambench preprocess: --slice must be an integer, got '%s'\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            break;
-        case 'h': usage(stdout); return SB_EXIT_OK;
-        default:
-            fprintf(stderr, "sambench preprocess: unknown or incomplete option '%s'\n\n", argv[optind - 1]);
-            usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "sambench preprocess: unexpected argument '%s'\n", argv[optind]);
-        return SB_EXIT_USAGE;
-    }
+    int size = 0, jitter = -1, slice = 0, no_jitter = 0; /* jitter -1: not given (default 20) */
+    sb_opt_u64_given seed = {0, 0};
+    const sb_opt opts[] = {
+        {"--image", SB_OPT_STR, &image, 0, 0, NULL, NULL},
+        {"--mask", SB_OPT_STR, &mask, 0, 0, NULL, NULL},
+        {"--size", SB_OPT_INT, &size, 1, 16384, "an integer in [1, 16384]", NULL},
+        {"--jitter", SB_OPT_INT, &jitter, 0, 100000, "an integer in [0, 100000]", NULL},
+        {"--seed", SB_OPT_FN, &seed, 0, 0, "a non-negative integer", sb_opt_parse_u64_given},
+        {"--no-jitter", SB_OPT_FLAG, &no_jitter, 0, 0, NULL, NULL},
+        {"--output", SB_OPT_STR, &output, 0, 0, NULL, NULL},
+        {"--dataset", SB_OPT_STR, &dataset, 0, 0, NULL, NULL},
+        {"--case", SB_OPT_STR, &case_id, 0, 0, NULL, NULL},
+        {"--slice", SB_OPT_INT, &slice, -2147483647.0, 2147483647.0, "an integer", NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("preprocess", argc, argv, opts, NULL, usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
     if (!image || !mask || !size || !output) {
         fprintf(stderr, "sambench preprocess: --image, --mask, --size and --output are required\n\n");
         usage(stderr);
         return SB_EXIT_USAGE;
     }
-    if (no_jitter && (jitter_set || seed_set)) {
+    if (no_jitter && (jitter >= 0 || seed.given)) {
         fprintf(stderr, "sambench preprocess: --no-jitter excludes --jitter and --seed\n");
         return SB_EXIT_USAGE;
     }
     if (no_jitter)
         jitter = 0;
+    else if (jitter < 0)
+        jitter = 20;
     char stem[512];
     if (!case_id) { /* default case id: the file name without directory and .png */
         const char *b = strrchr(image, '/');
@@ -119,7 +75,7 @@ int cmd_preprocess(int argc, char **argv)
             *dot = '\0';
         case_id = stem;
     }
-    const int S = (int)size;
+    const int S = size;
     const size_t n = (size_t)S * S;
     float *img = malloc(sizeof(float) * 3 * n), *msk = malloc(sizeof(float) * n), box[4];
     if (!img || !msk) {
@@ -128,7 +84,7 @@ int cmd_preprocess(int argc, char **argv)
         fprintf(stderr, "sambench preprocess: out of memory for size %d\n", S);
         return SB_EXIT_USAGE;
     }
-    sb_prep_opts o = {.size = S, .jitter = (int)jitter, .seed = seed, .dataset = dataset, .case_id = case_id,
+    sb_prep_opts o = {.size = S, .jitter = jitter, .seed = seed.v, .dataset = dataset, .case_id = case_id,
                       .slice = slice};
     sb_error err;
     sb_error_clear(&err);
@@ -152,15 +108,15 @@ int cmd_preprocess(int argc, char **argv)
         snprintf(buf, sizeof buf, "%d", S);
         if (rc == SB_OK)
             rc = sb_h5_set_attr_str(f, "/", "size", buf, &err);
-        snprintf(buf, sizeof buf, "%ld", jitter);
+        snprintf(buf, sizeof buf, "%d", jitter);
         if (rc == SB_OK)
             rc = sb_h5_set_attr_str(f, "/", "jitter", buf, &err);
-        snprintf(buf, sizeof buf, "%llu", seed);
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed.v);
         if (rc == SB_OK)
             rc = sb_h5_set_attr_str(f, "/", "seed", buf, &err);
         if (rc == SB_OK) {
             char key[1024];
-            snprintf(key, sizeof key, "dataset=%s case=%s slice=%ld", dataset, case_id, slice);
+            snprintf(key, sizeof key, "dataset=%s case=%s slice=%d", dataset, case_id, slice);
             rc = sb_h5_set_attr_str(f, "/", "jitter_key", key, &err);
         }
         sb_h5_close(f);

@@ -40,30 +40,19 @@ static int parse_formats(const char *v, void *dst)
     return o->md || o->csv || o->tex || o->json ? 0 : -1;
 }
 
-typedef struct {
-    uint64_t v;
-    int set;
-} given_seed;
-static int parse_seed(const char *v, void *dst)
-{
-    given_seed *g = dst;
-    g->set = 1;
-    return sb_parse_u64(v, &g->v);
-}
-
 int cmd_report(int argc, char **argv)
 {
     const char *dirs[256];
     const char *out = NULL;
     sb_report_opts o = {SB_EMPTY_NAN, 1, 1, 1, 1, 0, 1000};
     int policy_set = -1;
-    given_seed seed = {0, 0};
+    sb_opt_u64_given seed = {0, 0};
     sb_opt_list folders = {dirs, 0, 256};
     const sb_opt opts[] = {
         {"--format", SB_OPT_FN, &o, 0, 0, "a comma-separated list of md, csv, tex, json", parse_formats},
         {"--empty-policy", SB_OPT_FN, &policy_set, 0, 0, "nan, one or zero", sb_run_parse_empty_policy},
         {"--out", SB_OPT_STR, &out, 0, 0, NULL, NULL},
-        {"--seed", SB_OPT_FN, &seed, 0, 0, "a non-negative integer", parse_seed},
+        {"--seed", SB_OPT_FN, &seed, 0, 0, "a non-negative integer", sb_opt_parse_u64_given},
         {NULL, 0, NULL, 0, 0, NULL, NULL},
     };
     int prc = sb_opts_parse("report", argc, argv, opts, &folders, report_usage);
@@ -101,7 +90,7 @@ int cmd_report(int argc, char **argv)
         return sb_report_error("report", &err);
     /* the run's own policy and seed unless given here */
     o.empty_policy = policy_set >= 0 ? policy_set : p.empty_policy;
-    if (!seed.set)
+    if (!seed.given)
         o.seed = (uint64_t)p.seed;
     const char *dir = out ? out : dirs[0];
     int rc = sb_mkdir_p(dir, &err);

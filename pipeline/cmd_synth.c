@@ -8,7 +8,6 @@
 #include "cli.h"
 #include "data.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -31,28 +30,17 @@ static void usage(FILE *out)
 
 int cmd_synth(int argc, char **argv)
 {
-    static const struct option opts[] = {{"out", required_argument, 0, 'o'},
-                                         {"scale", required_argument, 0, 's'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     const char *out = NULL, *scale = "tiny";
-    optind = 1;
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'o': out = optarg; break;
-        case 's': scale = optarg; break;
-        case 'h': usage(stdout); return SB_EXIT_OK;
-        default:
-            fprintf(stderr, "sambench synth: unknown or incomplete option '%s'\n\n", argv[optind - 1]);
-            usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
-    if (optind < argc || !out) {
-        fprintf(stderr, "sambench synth: --out DIR is required%s%s\n\n", optind < argc ? "; unexpected " : "",
-                optind < argc ? argv[optind] : "");
+    const sb_opt opts[] = {
+        {"--out", SB_OPT_STR, &out, 0, 0, NULL, NULL},
+        {"--scale", SB_OPT_STR, &scale, 0, 0, NULL, NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("synth", argc, argv, opts, NULL, usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    if (!out) {
+        fprintf(stderr, "sambench synth: --out DIR is required\n\n");
         usage(stderr);
         return SB_EXIT_USAGE;
     }
