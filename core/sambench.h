@@ -375,6 +375,15 @@ typedef struct {
      * sb_weights_initialised(). */
     int allow_missing;
     uint64_t init_seed;
+    /* Threads reading a torch zip checkpoint's stored entries (page faults,
+     * copy out of the page cache, CRC-32), whole tensors each, for the
+     * duration of the load only (none is left running). 0 (or less):
+     * sb_default_threads(1), i.e. SAMBENCH_THREADS or the cores available;
+     * sb_weights_load uses that default too. 1: the serial load. The result
+     * and any error message do not depend on it (the first failing tensor in
+     * file order is reported). The pickle is parsed on one thread; legacy
+     * torch.save and sambench-h5 files are read on one thread. */
+    int threads;
 } sb_weights_opts;
 int sb_weights_load_ex(sb_weights **out, const char *path, const sb_weights_opts *opts,
                        sb_error *err);

@@ -266,8 +266,18 @@ static int pick_state_dict(torchfile *tf, const sb_weights_opts *o, pv **out, sb
     return SB_OK;
 }
 
-static int load_torch(sb_weights *w, torchfile *tf, const sb_weights_opts *o, sb_error *err)
+/* Reads the state dict's tensors into one block. threads > 1 (a zip
+ * checkpoint): the tensors that can be read independently
+ * (torchfile_tensor_parallel_ok: each the whole of a stored entry of its
+ * own, float32) are read first on that many threads; then every tensor is
+ * taken in file order as in a serial load (the others read then), so the
+ * first failing tensor in file order gives the message, whatever the thread
+ * count. threads <= 1: the serial load alone. */
+static int load_torch(sb_weights *w, torchfile *tf, const sb_weights_opts *o, int threads, sb_error *err)
 {
+    sb_error spare;
+    if (!err)
+        err = &spare;
     pv *sd = NULL;
     int rc = pick_state_dict(tf, o, &sd, err);
     if (rc)
@@ -289,6 +299,39 @@ static int load_torch(sb_weights *w, torchfile *tf, const sb_weights_opts *o, sb
     if (!block && used)
         return sb_fail(err, SB_ENOMEM, "%s: out of memory (%llu bytes for the tensors)", tf->path,
                        (unsigned long long)used);
+    size_t nt = sd->n / 2, njobs = 0, first = 0;
+    tf_read_job *jobs = NULL;
+    size_t *job_of = NULL; /* tensor -> its job + 1, 0: read in the file-order pass */
+    int *status = NULL;
+    sb_error perr;
+    int prc = SB_OK;
+    if (threads > 1 && tf->fmt == SB_FMT_TORCH_ZIP && nt > 1) {
+        jobs = malloc(nt * sizeof *jobs);
+        job_of = calloc(nt, sizeof *job_of);
+        status = malloc(nt * sizeof *status);
+        if (jobs && job_of && status) { /* (else: the serial load) */
+            for (size_t k = 0; k < nt; k++)
+                sd->items[2 * k + 1]->storage->refs = 0;
+            for (size_t k = 0; k < nt; k++)
+                sd->items[2 * k + 1]->storage->refs++;
+            size_t off = 0;
+            for (size_t k = 0; k < nt; k++) {
+                pv *t = sd->items[2 * k + 1];
+                int64_t count, lo, hi;
+                tensor_check(t, &count, &lo, &hi, NULL);
+                if (torchfile_tensor_parallel_ok(t)) {
+                    jobs[njobs].t = t;
+                    jobs[njobs].dst = (float *)(block + off);
+                    job_of[k] = ++njobs;
+                }
+                off += ((size_t)count * 4 + 63) / 64 * 64;
+            }
+            if (njobs > 1)
+                prc = torchfile_read_parallel(tf, jobs, njobs, threads, status, &first, &perr);
+            else
+                njobs = 0; /* one tensor is no work to share: the file-order pass reads it */
+        }
+    }
     size_t at = 0;
     for (size_t i = 0; i + 1 < sd->n; i += 2) {
         const char *name = sd->items[i]->s;
@@ -299,12 +342,27 @@ static int load_torch(sb_weights *w, torchfile *tf, const sb_weights_opts *o, sb
         tensor_check(t, &count, &lo, &hi, err);
         float *data = (float *)(block + at);
         at += ((size_t)count * 4 + 63) / 64 * 64;
-        if ((rc = torchfile_tensor_f32(tf, t, data, err)))
-            return sb_error_prefix(err, "%s: tensor '%s'", tf->path, name);
+        size_t j = njobs ? job_of[i / 2] : 0;
+        if (j && status[j - 1] != SB_OK) {
+            /* the lowest failed job: every job before it was read (the others stop after a failure only) */
+            if (prc != SB_OK && first == j - 1)
+                *err = perr;
+            else
+                sb_fail(err, SB_EFORMAT, "storage '%s' was not read", t->storage->key);
+            rc = err->code;
+        } else if (!j)
+            rc = torchfile_tensor_f32(tf, t, data, err);
+        if (rc) {
+            rc = sb_error_prefix(err, "%s: tensor '%s'", tf->path, name);
+            break;
+        }
         if ((rc = weights_add(w, name, t->dtype, t->ndim, t->shape, data, err)))
-            return rc;
+            break;
     }
-    return SB_OK;
+    free(jobs);
+    free(job_of);
+    free(status);
+    return rc;
 }
 
 int weights_load_h5(sb_weights *w, const char *path, sb_error *err); /* weights_h5.c */
@@ -328,7 +386,7 @@ int sb_weights_load_ex(sb_weights **out, const char *path, const sb_weights_opts
         torchfile tf;
         rc = torchfile_open(&tf, path, NULL, 0, fmt, err);
         if (rc == SB_OK)
-            rc = load_torch(w, &tf, o, err);
+            rc = load_torch(w, &tf, o, o && o->threads > 0 ? o->threads : sb_default_threads(1), err);
         torchfile_close(&tf);
     }
     if (rc == SB_OK && o && o->variant && o->variant[0]) {
@@ -363,7 +421,7 @@ int weights_load_mem(sb_weights **out, const char *name, const void *data, size_
     torchfile tf;
     int rc = torchfile_open(&tf, name, data, len, fmt, err);
     if (rc == SB_OK)
-        rc = load_torch(w, &tf, NULL, err);
+        rc = load_torch(w, &tf, NULL, 1, err); /* one thread: fuzz targets and tests */
     torchfile_close(&tf);
     if (rc) {
         sb_weights_free(w);

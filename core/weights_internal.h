@@ -88,6 +88,7 @@ struct pv {
     char *location;
     int64_t numel;
     int backing; /* enum storage_backing */
+    int refs;    /* tensors of the state dict being loaded that use it (weights.c) */
     int64_t zip_index;
     uint64_t data_off; /* ST_SRC: window offset of the raw data in the loader's source */
     const uint8_t *mem; /* ST_MEM: the raw data (inside another value's bytes) */
@@ -190,6 +191,24 @@ void torchfile_close(torchfile *tf);
 int torchfile_tensor_raw(torchfile *tf, const pv *t, void *dst, sb_error *err);
 /* t converted to float32. */
 int torchfile_tensor_f32(torchfile *tf, const pv *t, float *dst, sb_error *err);
+/* Parallel tensor reads (the load of a torch zip checkpoint). A tensor may
+ * be read by a worker thread only if torchfile_tensor_parallel_ok(): float32,
+ * contiguous, covering the whole of a stored zip entry that no other tensor
+ * of the load uses (st->refs == 1, set by the caller). Such a read touches
+ * nothing of tf but its own storage (the same code as a serial read: same
+ * bytes, same CRC check, same message). */
+int torchfile_tensor_parallel_ok(const pv *t);
+typedef struct {
+    const pv *t;
+    float *dst;
+} tf_read_job;
+/* Reads jobs[0..n) on `threads` threads (the caller's among them; plain
+ * pthreads, all joined before it returns), taken in order. status[i] = 0
+ * when job i was read, else its error code (jobs after a failed one may be
+ * skipped: status -1). On failure, *first = the lowest failed job and err
+ * its message (the one a serial read gives); that job's code is returned. */
+int torchfile_read_parallel(torchfile *tf, const tf_read_job *jobs, size_t n, int threads, int *status,
+                            size_t *first, sb_error *err);
 /* Format by the first bytes. */
 int sb_detect_format(const uint8_t *head, size_t n);
 

@@ -19,6 +19,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -969,4 +971,112 @@ int torchfile_tensor_f32(torchfile *tf, const pv *t, float *dst, sb_error *err)
         sb_convert_to_f32(t->dtype, raw, dst, (size_t)count);
     free(raw);
     return rc;
+}
+
+/* ===================================================================== */
+/* parallel reads                                                        */
+/* ===================================================================== */
+/* A load's stored entries are read on several threads, each taking whole
+ * tensors in file order (so a big entry is one thread's page faults, copy
+ * and CRC slices in a row, and the file is read roughly front to back).
+ * Only tensors whose read touches nothing shared qualify: the whole of a
+ * stored zip entry used by this one tensor (its storage is then changed by
+ * that thread only), float32 (no conversion buffer), contiguous (no
+ * scratch). The read is torchfile_tensor_f32 itself: the bytes, the CRC
+ * check and the message are those of a serial load. */
+int torchfile_tensor_parallel_ok(const pv *t)
+{
+    const pv *st = t ? t->storage : NULL;
+    int64_t count, lo, hi;
+    if (!st || t->kind != PV_TENSOR || t->dtype != SB_DT_F32 || st->dtype != SB_DT_F32 ||
+        st->backing != ST_ZIPSTORED || st->refs != 1 || t->offset != 0 || !tensor_is_contiguous(t))
+        return 0;
+    if (tensor_check(t, &count, &lo, &hi, NULL) != SB_OK)
+        return 0;
+    return count > 0 && count == st->numel;
+}
+
+typedef struct {
+    torchfile *tf;
+    const tf_read_job *jobs;
+    size_t n;
+    int *status;
+    atomic_size_t next; /* the next job to take */
+    atomic_size_t stop; /* the lowest failed job so far (n: none): later ones are not started */
+    pthread_mutex_t mu; /* guards first and err (when several threads run) */
+    int locked;
+    size_t first;
+    sb_error err;
+} par_state;
+
+static void *par_worker(void *arg)
+{
+    par_state *ps = arg;
+    sb_error err;
+    for (;;) {
+        size_t i = atomic_fetch_add(&ps->next, 1);
+        if (i >= ps->n || i > atomic_load(&ps->stop))
+            break; /* jobs are taken in order: every later one is past the stop too */
+        int rc = torchfile_tensor_f32(ps->tf, ps->jobs[i].t, ps->jobs[i].dst, &err);
+        ps->status[i] = rc;
+        if (rc) {
+            if (ps->locked)
+                pthread_mutex_lock(&ps->mu);
+            if (i < ps->first) {
+                ps->first = i;
+                ps->err = err;
+                atomic_store(&ps->stop, i);
+            }
+            if (ps->locked)
+                pthread_mutex_unlock(&ps->mu);
+        }
+    }
+    return NULL;
+}
+
+#define MAX_LOAD_THREADS 256
+
+int torchfile_read_parallel(torchfile *tf, const tf_read_job *jobs, size_t n, int threads, int *status,
+                            size_t *first, sb_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        status[i] = -1;
+    *first = n;
+    if (n == 0)
+        return SB_OK;
+    if (threads < 1)
+        threads = 1;
+    if (threads > MAX_LOAD_THREADS)
+        threads = MAX_LOAD_THREADS;
+    if ((size_t)threads > n)
+        threads = (int)n;
+    par_state ps;
+    memset(&ps, 0, sizeof ps);
+    ps.tf = tf;
+    ps.jobs = jobs;
+    ps.n = n;
+    ps.status = status;
+    atomic_init(&ps.next, 0);
+    atomic_init(&ps.stop, n);
+    ps.first = n;
+    ps.locked = threads > 1 && pthread_mutex_init(&ps.mu, NULL) == 0;
+    if (!ps.locked)
+        threads = 1; /* no lock, no helpers: the caller's thread reads them all */
+    pthread_t tid[MAX_LOAD_THREADS];
+    int started = 0;
+    /* a helper that cannot be created leaves its share to the others */
+    for (int k = 1; k < threads; k++)
+        if (pthread_create(&tid[started], NULL, par_worker, &ps) == 0)
+            started++;
+    par_worker(&ps);
+    for (int k = 0; k < started; k++)
+        pthread_join(tid[k], NULL);
+    if (ps.locked)
+        pthread_mutex_destroy(&ps.mu);
+    if (ps.first == n)
+        return SB_OK;
+    *first = ps.first;
+    if (err)
+        *err = ps.err;
+    return ps.err.code ? ps.err.code : SB_EFORMAT;
 }
