@@ -230,8 +230,11 @@ int cmd_bench_model(int argc, char **argv)
     sb_weights *w = NULL;
     sb_model *m = NULL;
     int rc = SB_OK;
-    if (ckpt)
-        rc = sb_weights_load(&w, ckpt, &err);
+    if (ckpt) {
+        sb_weights_opts wo = {0};
+        wo.threads = nthreads;
+        rc = sb_weights_load_ex(&w, ckpt, &wo, &err);
+    }
     if (!rc) {
         sb_model_options mo;
         memset(&mo, 0, sizeof mo);

@@ -392,8 +392,11 @@ int cmd_replay(int argc, char **argv)
     sb_model *m = NULL;
     sb_model_bank bank = {NULL, NULL, NULL};
     int rc = sb_ctx_create(&ctx, threads > 0 ? threads : sb_default_threads(1), &err);
-    if (!rc)
-        rc = sb_weights_load(&w, ckpt, &err);
+    if (!rc) {
+        sb_weights_opts wo = {0};
+        wo.threads = sb_ctx_threads(ctx);
+        rc = sb_weights_load_ex(&w, ckpt, &wo, &err);
+    }
     if (!rc) {
         sb_model_options mo;
         memset(&mo, 0, sizeof mo);

@@ -126,8 +126,11 @@ static int core_create(sb_run_model **out, int flow, const sb_model_opts *o, sb_
     static const double gflop[SB_FLOW_COUNT] = {783.2, 363.7, 296.0, 975.7, 975.7};
     m->cost_per_slice = gflop[flow];
     int rc = sb_ctx_create(&s->ctx, o->threads, err);
-    if (rc == SB_OK && o->checkpoint)
-        rc = sb_weights_load(&s->w, o->checkpoint, err);
+    if (rc == SB_OK && o->checkpoint) {
+        sb_weights_opts wo = {0};
+        wo.threads = sb_ctx_threads(s->ctx); /* the rank's share of the node, never more */
+        rc = sb_weights_load_ex(&s->w, o->checkpoint, &wo, err);
+    }
     if (rc == SB_OK) {
         sb_model_options mo = {flow, o->model_config, s->w, s->w == NULL, 0};
         rc = sb_model_create(&s->model, &mo, s->ctx, err);
