@@ -8,7 +8,6 @@
  */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,45 +31,33 @@ static void usage(FILE *out)
 
 int cmd_convert(int argc, char **argv)
 {
-    static const struct option opts[] = {{"unwrap", required_argument, 0, 'u'},
-                                         {"strip-prefix", required_argument, 0, 'p'},
-                                         {"variant", required_argument, 0, 'v'},
-                                         {"allow-missing", no_argument, 0, 'a'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     sb_weights_opts wo = {0};
-    optind = 1;
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'u': wo.unwrap = optarg; break;
-        case 'p': wo.strip_prefix = optarg; break;
-        case 'v':
-            if (!sb_variant_known(optarg)) {
-                fprintf(stderr, "sambench convert: unknown variant '%s' (known: %s)\n", optarg, sb_variant_names());
-                return SB_EXIT_USAGE;
-            }
-            wo.variant = optarg;
-            break;
-        case 'a': wo.allow_missing = 1; break;
-        case 'h': usage(stdout); return SB_EXIT_OK;
-        default:
-            fprintf(stderr, "sambench convert: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 2) {
+    const char *pv[2];
+    sb_opt_list files = {pv, 0, 2};
+    const sb_opt opts[] = {
+        {"--unwrap", SB_OPT_STR, &wo.unwrap, 0, 0, NULL, NULL},
+        {"--strip-prefix", SB_OPT_STR, &wo.strip_prefix, 0, 0, NULL, NULL},
+        {"--variant", SB_OPT_STR, &wo.variant, 0, 0, NULL, NULL},
+        {"--allow-missing", SB_OPT_FLAG, &wo.allow_missing, 0, 0, NULL, NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("convert", argc, argv, opts, &files, usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    if (files.n != 2) {
         fprintf(stderr, "sambench convert: expected IN and OUT.h5\n");
         usage(stderr);
+        return SB_EXIT_USAGE;
+    }
+    if (wo.variant && !sb_variant_known(wo.variant)) {
+        fprintf(stderr, "sambench convert: unknown variant '%s' (known: %s)\n", wo.variant, sb_variant_names());
         return SB_EXIT_USAGE;
     }
     if (wo.allow_missing && !wo.variant) {
         fprintf(stderr, "sambench convert: --allow-missing needs --variant\n");
         return SB_EXIT_USAGE;
     }
-    const char *in = argv[optind], *out = argv[optind + 1];
+    const char *in = pv[0], *out = pv[1];
     sb_error err;
     sb_weights *w;
     if (sb_weights_load_ex(&w, in, &wo, &err))

@@ -10,7 +10,6 @@
  */
 #include "cli.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,57 +151,41 @@ static int inspect_bank(const char *path, int json, const char *sha, uint64_t fs
     return SB_EXIT_OK;
 }
 
+/* --format: 1 for json, 0 for text */
+static int parse_format(const char *v, void *dst)
+{
+    if (strcmp(v, "json") && strcmp(v, "text"))
+        return -1;
+    *(int *)dst = strcmp(v, "json") == 0;
+    return 0;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
-    static const struct option opts[] = {{"format", required_argument, 0, 'f'},
-                                         {"variant", required_argument, 0, 'v'},
-                                         {"structure", no_argument, 0, 's'},
-                                         {"config", required_argument, 0, 'c'},
-                                         {"allow-missing", no_argument, 0, 'a'},
-                                         {"unwrap", required_argument, 0, 'u'},
-                                         {"strip-prefix", required_argument, 0, 'p'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     int json = 0, structure = 0;
-    const char *config = NULL;
+    const char *config = NULL, *pv[1];
     sb_weights_opts wo = {0};
-    optind = 1;
-    opterr = 0;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'f':
-            if (strcmp(optarg, "json") == 0)
-                json = 1;
-            else if (strcmp(optarg, "text") == 0)
-                json = 0;
-            else {
-                fprintf(stderr, "sambench inspect: --format must be text or json, got '%s'\n", optarg);
-                return SB_EXIT_USAGE;
-            }
-            break;
-        case 'v':
-            if (!sb_variant_known(optarg)) {
-                fprintf(stderr, "sambench inspect: unknown variant '%s' (known: %s)\n", optarg, sb_variant_names());
-                return SB_EXIT_USAGE;
-            }
-            wo.variant = optarg;
-            break;
-        case 's': structure = 1; break;
-        case 'c': config = optarg; break;
-        case 'a': wo.allow_missing = 1; break;
-        case 'u': wo.unwrap = optarg; break;
-        case 'p': wo.strip_prefix = optarg; break;
-        case 'h': usage(stdout); return SB_EXIT_OK;
-        default:
-            fprintf(stderr, "sambench inspect: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            usage(stderr);
-            return SB_EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1) {
+    sb_opt_list files = {pv, 0, 1};
+    const sb_opt opts[] = {
+        {"--format", SB_OPT_FN, &json, 0, 0, "text or json", parse_format},
+        {"--variant", SB_OPT_STR, &wo.variant, 0, 0, NULL, NULL},
+        {"--structure", SB_OPT_FLAG, &structure, 0, 0, NULL, NULL},
+        {"--config", SB_OPT_STR, &config, 0, 0, NULL, NULL},
+        {"--allow-missing", SB_OPT_FLAG, &wo.allow_missing, 0, 0, NULL, NULL},
+        {"--unwrap", SB_OPT_STR, &wo.unwrap, 0, 0, NULL, NULL},
+        {"--strip-prefix", SB_OPT_STR, &wo.strip_prefix, 0, 0, NULL, NULL},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    int prc = sb_opts_parse("inspect", argc, argv, opts, &files, usage);
+    if (prc)
+        return prc == 1 ? SB_EXIT_OK : prc;
+    if (files.n != 1) {
         fprintf(stderr, "sambench inspect: expected one FILE\n");
         usage(stderr);
+        return SB_EXIT_USAGE;
+    }
+    if (wo.variant && !sb_variant_known(wo.variant)) {
+        fprintf(stderr, "sambench inspect: unknown variant '%s' (known: %s)\n", wo.variant, sb_variant_names());
         return SB_EXIT_USAGE;
     }
     if ((structure || wo.allow_missing || config) && !wo.variant) {
@@ -217,7 +200,7 @@ int cmd_inspect(int argc, char **argv)
         fprintf(stderr, "sambench inspect: --allow-missing needs the full table (not --structure)\n");
         return SB_EXIT_USAGE;
     }
-    const char *path = argv[optind];
+    const char *path = pv[0];
     sb_error err;
     int fmt;
     if (sb_file_format(path, &fmt, &err))
