@@ -5,6 +5,9 @@
  */
 #include "samed2_internal.h"
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,65 +267,96 @@ void sb_membank_entry_f32(const sb_membank *mb, int64_t pos, float *maskmem, flo
 
 /* <x, f> over n floats: float partial sums over blocks of 1024 (8 lanes,
  * vectorisable), accumulated in double. */
-static double dot_blocked(const float *x, const float *f, int64_t n)
+/* Dot products of the B rows of x[B, len] with the payloads of entries
+ * [n0, n1) (positions in the current order), into dots[n * B + b].
+ * Chunk-major: for each 1024-element block, every entry's block is read once
+ * (the bank streams from memory once per call, widened from bf16 on the fly)
+ * while the B rows' block stays in cache; entry-major order re-read x, which
+ * does not fit in cache at full size (4 MiB a row), once per entry. Within a
+ * block each row accumulates in eight float lanes with FMA, the lanes are
+ * summed in double and the blocks in double: the same arithmetic in any
+ * loop order, so the result does not depend on the thread split. */
+static inline float bank_elem(const void *p, int dtype, int64_t i)
 {
-    double s = 0;
-    for (int64_t i0 = 0; i0 < n; i0 += 1024) {
-        int64_t e = n - i0 < 1024 ? n : i0 + 1024;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t i = i0;
-        for (; i + 8 <= e; i += 8)
-            for (int u = 0; u < 8; u++)
-                acc[u] += x[i + u] * f[i + u];
-        for (; i < e; i++)
-            acc[0] += x[i] * f[i];
-        s += (((double)acc[0] + acc[1]) + ((double)acc[2] + acc[3])) +
-             (((double)acc[4] + acc[5]) + ((double)acc[6] + acc[7]));
-    }
-    return s;
+    return dtype == SB_DT_BF16 ? sb_bf16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
 }
 
-/* Dot products of B vectors x[B, len] with one entry payload; a bf16
- * payload is widened in chunks into tmp (len_chunk floats, a multiple of 1024). */
-static void dots_with_entry(const float *x, int64_t B, int64_t len, const void *p, int dtype,
-                            float *tmp, int64_t len_chunk, double *out)
+static double lanes_sum(const float a[8])
 {
-    for (int64_t b = 0; b < B; b++)
-        out[b] = 0;
-    for (int64_t c0 = 0; c0 < len; c0 += len_chunk) {
-        int64_t n = len - c0 < len_chunk ? len - c0 : len_chunk;
-        const float *f;
-        if (dtype == SB_DT_BF16) {
-            sb_bank_to_f32((const uint16_t *)p + c0, SB_DT_BF16, n, tmp);
-            f = tmp;
-        } else {
-            f = (const float *)p + c0;
+    return (((double)a[0] + a[1]) + ((double)a[2] + a[3])) + (((double)a[4] + a[5]) + ((double)a[6] + a[7]));
+}
+
+/* One row's sum over [i, e) (e - i <= 1024): eight float lanes with FMA,
+ * the lanes summed in double. */
+static double block_dot(const float *xr, const void *p, int dtype, int64_t i, int64_t e)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#ifdef __AVX2__
+    __m256 va = _mm256_setzero_ps();
+    if (dtype == SB_DT_BF16) {
+        const uint16_t *h = p;
+        for (; i + 8 <= e; i += 8) {
+            __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(h + i)));
+            va = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i), _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)), va);
         }
-        for (int64_t b = 0; b < B; b++)
-            out[b] += dot_blocked(x + b * len + c0, f, n);
+    } else {
+        const float *g = p;
+        for (; i + 8 <= e; i += 8)
+            va = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i), _mm256_loadu_ps(g + i), va);
+    }
+    _mm256_storeu_ps(acc, va);
+#else
+    for (; i + 8 <= e; i += 8)
+        for (int u = 0; u < 8; u++)
+            acc[u] = fmaf(xr[i + u], bank_elem(p, dtype, i + u), acc[u]);
+#endif
+    for (; i < e; i++)
+        acc[0] = fmaf(xr[i], bank_elem(p, dtype, i), acc[0]);
+    return lanes_sum(acc);
+}
+
+enum { DOTS_CHUNK = 4096 }; /* a chunk of x's B rows stays in L2 while every entry's chunk passes */
+
+static void dots_block(const float *x, int64_t B, int64_t len, const void *const *pay, const int *dt, int64_t nent,
+                       double *dots)
+{
+    for (int64_t q = 0; q < nent * B; q++)
+        dots[q] = 0;
+    for (int64_t c0 = 0; c0 < len; c0 += DOTS_CHUNK) {
+        const int64_t ce = len - c0 < DOTS_CHUNK ? len : c0 + DOTS_CHUNK;
+        for (int64_t n = 0; n < nent; n++)
+            for (int64_t b = 0; b < B; b++) {
+                double sum = 0; /* the chunk's blocks, then the chunk into the total */
+                for (int64_t i0 = c0; i0 < ce; i0 += 1024)
+                    sum += block_dot(x + b * len, pay[n], dt[n], i0, ce - i0 < 1024 ? ce : i0 + 1024);
+                dots[n * B + b] += sum;
+            }
     }
 }
 
-enum { WIDEN_CHUNK = 4096 };
+enum { DOTS_GROUP = 64 }; /* entries per pass: their block pointers and x's block stay in cache */
 
 typedef struct {
     const sb_membank *mb;
     const float *x;
     int64_t B, len;
-    int feat; /* 1: backbone features, 0: maskmem */
+    int feat;     /* 1: backbone features, 0: maskmem */
     double *dots; /* [N, B] */
-    float *tmp;   /* per worker WIDEN_CHUNK floats */
 } dots_job;
 
 static void dots_range(void *arg, int64_t b, int64_t e, int worker)
 {
+    (void)worker;
     dots_job *j = arg;
-    for (int64_t n = b; n < e; n++) {
-        int dt;
-        int32_t c = j->mb->order[n];
-        const void *p = j->feat ? entry_feat(j->mb, c, &dt) : entry_maskmem(j->mb, c, &dt);
-        dots_with_entry(j->x, j->B, j->len, p, dt, j->tmp + (int64_t)worker * WIDEN_CHUNK,
-                        WIDEN_CHUNK, j->dots + n * j->B);
+    const void *pay[DOTS_GROUP];
+    int dt[DOTS_GROUP];
+    for (int64_t g = b; g < e; g += DOTS_GROUP) {
+        const int64_t ng = e - g < DOTS_GROUP ? e - g : DOTS_GROUP;
+        for (int64_t n = 0; n < ng; n++) {
+            int32_t c = j->mb->order[g + n];
+            pay[n] = j->feat ? entry_feat(j->mb, c, &dt[n]) : entry_maskmem(j->mb, c, &dt[n]);
+        }
+        dots_block(j->x, j->B, j->len, pay, dt, ng, j->dots + g * j->B);
     }
 }
 
@@ -338,24 +372,20 @@ int sb_membank_select(const sb_membank *mb, sb_ctx *ctx, const float *cur, int64
     if (k < 1 || k > mb->n)
         return sb_fail(err, SB_EINVAL, "memory bank: top-%lld selection from %lld entries", (long long)k,
                        (long long)mb->n);
-    int threads = sb_ctx_threads(ctx);
     size_t mark = a ? sb_arena_mark(a) : 0;
     size_t dots_bytes = (size_t)(mb->n * B) * sizeof(double);
-    size_t tmp_bytes = (size_t)threads * WIDEN_CHUNK * sizeof(float);
     double *dots = a ? sb_arena_alloc_checked(a, dots_bytes, "bank similarity", err) : malloc(dots_bytes);
-    float *tmp = a ? sb_arena_alloc_checked(a, tmp_bytes, "bank widening", err) : malloc(tmp_bytes);
     double *sc = a ? sb_arena_alloc_checked(a, dots_bytes, "bank scores", err) : malloc(dots_bytes);
-    if (!dots || !tmp || !sc) {
+    if (!dots || !sc) {
         if (!a) {
             free(dots);
-            free(tmp);
             free(sc);
         } else {
             sb_arena_reset(a, mark);
         }
         return a ? SB_ENOMEM : sb_fail(err, SB_ENOMEM, "memory bank: out of memory for selection");
     }
-    dots_job j = {mb, cur, B, len, 1, dots, tmp};
+    dots_job j = {mb, cur, B, len, 1, dots};
     sb_parallel_for(ctx, mb->n, 1, dots_range, &j);
     for (int64_t b = 0; b < B; b++) {
         double cn = 0;
@@ -402,7 +432,6 @@ int sb_membank_select(const sb_membank *mb, sb_ctx *ctx, const float *cur, int64
         sb_arena_reset(a, mark);
     else {
         free(dots);
-        free(tmp);
         free(sc);
     }
     return SB_OK;
@@ -450,11 +479,10 @@ int sb_membank_update(sb_membank *mb, const float *maskmem, const float *mem_pos
     /* everything that can fail first: rounded copies, dots, enough free slots */
     float *rounded = malloc((size_t)chw * sizeof(float));
     double *dots = malloc((size_t)N * sizeof(double));
-    float *tmp = malloc(WIDEN_CHUNK * sizeof(float));
     int32_t *before = malloc((size_t)N * sizeof(int32_t));
     int64_t *slots = malloc((size_t)B * sizeof(int64_t));
     int rc = SB_OK;
-    if (!rounded || !dots || !tmp || !before || !slots) {
+    if (!rounded || !dots || !before || !slots) {
         rc = sb_fail(err, SB_ENOMEM, "memory bank update: out of memory");
         goto done;
     }
@@ -477,7 +505,7 @@ int sb_membank_update(sb_membank *mb, const float *maskmem, const float *mem_pos
             nn += (double)rounded[i] * rounded[i];
         float newnorm = (float)sqrt(nn);
         float nclamp = newnorm < NORM_EPS ? NORM_EPS : newnorm;
-        dots_job j = {mb, rounded, 1, chw, 0, dots, tmp};
+        dots_job j = {mb, rounded, 1, chw, 0, dots};
         dots_range(&j, 0, N, 0);
         int64_t best = 0;
         float best_s = 0;
@@ -534,7 +562,6 @@ done:
             mb->slot[i].used = 0;
     free(rounded);
     free(dots);
-    free(tmp);
     free(before);
     free(slots);
     return rc;

@@ -472,6 +472,90 @@ static void test_bank_in_caller_memory(void **state)
     free(shared);
 }
 
+/* sb_membank_select's scores against a double-precision transcription of MODEL.md 4.2
+ * (clamped cosine + sigmoid of the stored iou) on banks with bf16 and float32 features whose
+ * length is not a multiple of the kernel's blocks, at 1 and 2 threads (identical bits). */
+static void test_select_scores(void **state)
+{
+    (void)state;
+    const int64_t C = 4, H = 3, W = 3, N = 7, B = 3, FL = 5000; /* 5000: a partial 4096 chunk and block */
+    for (int fdt = 0; fdt < 2; fdt++) {
+        const int dtype = fdt ? SB_DT_F32 : SB_DT_BF16;
+        char path[1200];
+        snprintf(path, sizeof path, "%s", temp_path(fdt ? "sel_f32.pkl" : "sel_bf16.pkl"));
+        sb_error err;
+        sb_bank_writer *bw;
+        assert_sb_ok(err, sb_bank_writer_open(&bw, path, "cpu", &err));
+        uint16_t *h = malloc(sizeof(uint16_t) * FL), mmh[36];
+        float *fv = malloc(sizeof(float) * FL);
+        for (int64_t q = 0; q < C * H * W; q++)
+            mmh[q] = sb_f32_to_bf16(0.25f * (float)(q % 5));
+        for (int64_t n = 0; n < N; n++) {
+            fill_uniform(fv, (size_t)FL, 100 + (uint64_t)n, -1.0f, 1.0f);
+            if (n == 3)
+                for (int64_t i = 0; i < FL; i++)
+                    fv[i] = -fv[i]; /* negative cosines: clamped to 0 */
+            for (int64_t i = 0; i < FL; i++)
+                h[i] = sb_f32_to_bf16(fv[i]);
+            float iou = 0.1f * (float)n;
+            assert_sb_ok(err, sb_bank_writer_add(bw, C, H, W, SB_DT_BF16, mmh, mmh, SB_DT_F32, iou, FL, dtype,
+                                                 fdt ? (const void *)fv : (const void *)h, &err));
+        }
+        assert_sb_ok(err, sb_bank_writer_close(bw, &err));
+        sb_bank *bank;
+        assert_sb_ok(err, sb_bank_load(&bank, path, &err));
+        assert_int_equal(bank->feat_dtype, dtype);
+        float *cur = malloc(sizeof(float) * B * FL);
+        fill_uniform(cur, (size_t)(B * FL), 7, -1.0f, 1.0f);
+        float *got[2];
+        int32_t idx[2][B * 2];
+        for (int t = 0; t < 2; t++) {
+            sb_ctx *ctx;
+            sb_membank_base *base;
+            sb_membank *mb;
+            assert_sb_ok(err, sb_ctx_create(&ctx, t + 1, &err));
+            assert_sb_ok(err, sb_membank_base_create(&base, bank, ctx, &err));
+            assert_sb_ok(err, sb_membank_create(&mb, base, SB_BANK_GLOBAL, &err));
+            got[t] = malloc(sizeof(float) * B * N);
+            assert_sb_ok(err, sb_membank_select(mb, ctx, cur, B, FL, 2, idx[t], got[t], NULL, &err));
+            sb_membank_free(mb);
+            sb_membank_base_free(base);
+            sb_ctx_free(ctx);
+        }
+        assert_memory_equal(got[0], got[1], sizeof(float) * B * N);
+        assert_memory_equal(idx[0], idx[1], sizeof idx[0]);
+        double worst = 0;
+        for (int64_t b = 0; b < B; b++) {
+            double cn = 0;
+            for (int64_t i = 0; i < FL; i++)
+                cn += (double)cur[b * FL + i] * cur[b * FL + i];
+            for (int64_t n = 0; n < N; n++) {
+                float *f = malloc(sizeof(float) * FL);
+                sb_bank_to_f32(bank->feat[n], bank->feat_dtype, FL, f);
+                double d = 0, fn = 0;
+                for (int64_t i = 0; i < FL; i++) {
+                    d += (double)cur[b * FL + i] * f[i];
+                    fn += (double)f[i] * f[i];
+                }
+                free(f);
+                double cosv = d / (sqrt(cn) * sqrt(fn));
+                double want = (cosv > 0 ? cosv : 0) + 1.0 / (1.0 + exp(-(double)bank->iou[n]));
+                double e = fabs(got[0][b * N + n] - want);
+                if (e > worst)
+                    worst = e;
+            }
+        }
+        printf("  select scores (%s features): worst |score - double reference| %.2e\n", fdt ? "f32" : "bf16", worst);
+        assert_true(worst < 1e-6);
+        free(got[0]);
+        free(got[1]);
+        free(cur);
+        free(h);
+        free(fv);
+        sb_bank_free(bank);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_replay_cli),
         cmocka_unit_test(test_bench_model_cli),
         cmocka_unit_test(test_bank_in_caller_memory),
+        cmocka_unit_test(test_select_scores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
