@@ -13,21 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *fmalloc(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static sb_ctx *make_ctx(int threads)
-{
-    sb_error err;
-    sb_ctx *ctx = NULL;
-    assert_sb_ok(err, sb_ctx_create(&ctx, threads, &err));
-    return ctx;
-}
-
 /* {M, K, N}: the first three take the chunked path (chunk = max(256,
  * 131072 / N) rows, M >= 2 chunks, K <= 768, K N <= 768^2), the last two the
  * one-GEMM path (too few rows; weight too large). */

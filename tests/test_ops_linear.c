@@ -14,21 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *fmalloc(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static sb_ctx *make_ctx(int threads)
-{
-    sb_error err;
-    sb_ctx *ctx = NULL;
-    assert_sb_ok(err, sb_ctx_create(&ctx, threads, &err));
-    return ctx;
-}
-
 /* element (i, j) of op(X) for a row-major X with leading dimension ld */
 static double at(const float *X, int64_t ld, int trans, int64_t i, int64_t j)
 {

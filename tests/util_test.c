@@ -131,3 +131,18 @@ int sh(const char *fmt, ...)
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
+
+float *fmalloc(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+sb_ctx *make_ctx(int threads)
+{
+    sb_error err;
+    sb_ctx *ctx = NULL;
+    assert_sb_ok(err, sb_ctx_create(&ctx, threads, &err));
+    return ctx;
+}

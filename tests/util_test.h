@@ -24,6 +24,11 @@ char *slurp(const char *path);
  * killed by signal N. */
 int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* malloc of n floats (at least one), failing the test when it cannot. */
+float *fmalloc(size_t n);
+/* An execution context with this many threads, failing the test on error. */
+sb_ctx *make_ctx(int threads);
+
 /* Deterministic uniform floats in [lo, hi) (splitmix64). */
 void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 
