@@ -260,7 +260,9 @@ static int bank_build_ext(torchfile *tf, int with_payload, const ext_slab *ext, 
     return SB_OK;
 }
 
-static int bank_open(sb_bank **out, const char *path, int with_payload, sb_error *err)
+/* Opens a plain-pickle bank file and builds the bank; ext: the caller's
+ * memory (or a size query), NULL for memory of its own. */
+static int bank_open(sb_bank **out, const char *path, int with_payload, const ext_slab *ext, sb_error *err)
 {
     *out = NULL;
     int fmt;
@@ -273,37 +275,19 @@ static int bank_open(sb_bank **out, const char *path, int with_payload, sb_error
     torchfile tf;
     rc = torchfile_open(&tf, path, NULL, 0, fmt, err);
     if (rc == SB_OK)
-        rc = bank_build(&tf, with_payload, out, err);
+        rc = bank_build_ext(&tf, with_payload, ext, out, err);
     torchfile_close(&tf);
     return rc;
 }
 
-int sb_bank_load(sb_bank **out, const char *path, sb_error *err) { return bank_open(out, path, 1, err); }
-
-static int bank_open_ext(sb_bank **out, const char *path, const ext_slab *ext, sb_error *err)
-{
-    *out = NULL;
-    int fmt;
-    int rc = sb_file_format(path, &fmt, err);
-    if (rc)
-        return rc;
-    if (fmt != SB_FMT_PICKLE)
-        return sb_fail(err, SB_EFORMAT, "%s: not a memory bank (a %s file, not a plain pickle)", path,
-                       sb_file_format_name(fmt));
-    torchfile tf;
-    rc = torchfile_open(&tf, path, NULL, 0, fmt, err);
-    if (rc == SB_OK)
-        rc = bank_build_ext(&tf, 1, ext, out, err);
-    torchfile_close(&tf);
-    return rc;
-}
+int sb_bank_load(sb_bank **out, const char *path, sb_error *err) { return bank_open(out, path, 1, NULL, err); }
 
 int sb_bank_slab_bytes(const char *path, uint64_t *bytes, sb_error *err)
 {
     *bytes = 0;
     sb_bank *b = NULL;
     ext_slab e = {NULL, 0, 0, bytes};
-    return bank_open_ext(&b, path, &e, err);
+    return bank_open(&b, path, 1, &e, err);
 }
 
 int sb_bank_load_into(sb_bank **out, const char *path, void *slab, uint64_t slab_bytes, int fill, sb_error *err)
@@ -311,9 +295,9 @@ int sb_bank_load_into(sb_bank **out, const char *path, void *slab, uint64_t slab
     if (!slab)
         return sb_fail(err, SB_EINVAL, "%s: no memory given for the bank", path);
     ext_slab e = {slab, slab_bytes, fill, NULL};
-    return bank_open_ext(out, path, &e, err);
+    return bank_open(out, path, 1, &e, err);
 }
-int sb_bank_inspect(sb_bank **out, const char *path, sb_error *err) { return bank_open(out, path, 0, err); }
+int sb_bank_inspect(sb_bank **out, const char *path, sb_error *err) { return bank_open(out, path, 0, NULL, err); }
 
 int bank_load_mem(sb_bank **out, const char *name, const void *data, size_t len, sb_error *err)
 {
