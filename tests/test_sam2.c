@@ -293,16 +293,7 @@ static void replay_and_check(const char *flow, const char *fixture)
     printf("replay --flow %s %s\n", flow, fixture);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         float *a = NULL, *b = NULL;
-        int na, nb;
-        int64_t sa[SB_MAX_DIMS], sbs[SB_MAX_DIMS];
-        assert_sb_ok(err, sb_h5_read_f32(got, names[i], &a, &na, sa, &err));
-        assert_sb_ok(err, sb_h5_read_f32(ref, names[i], &b, &nb, sbs, &err));
-        assert_int_equal(na, nb);
-        size_t n = 1;
-        for (int k = 0; k < na; k++) {
-            assert_int_equal(sa[k], sbs[k]);
-            n *= (size_t)sa[k];
-        }
+        size_t n = read_h5_pair(got, ref, names[i], &a, &b);
         cmp_stats st = compare_f32(names[i], a, b, n);
         if (strcmp(names[i], "output/binary_mask") == 0) {
             /* flips only where the reference logit is within 1e-4 max|logit| of 0.5 */

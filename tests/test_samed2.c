@@ -362,16 +362,7 @@ static void test_replay_cli(void **state)
                                "memory_attention/output", "memory_encoder/vision_features"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             float *a, *b;
-            int nd1, nd2;
-            int64_t s1[SB_MAX_DIMS], s2[SB_MAX_DIMS];
-            assert_sb_ok(err, sb_h5_read_f32(got, names[i], &a, &nd1, s1, &err));
-            assert_sb_ok(err, sb_h5_read_f32(ref, names[i], &b, &nd2, s2, &err));
-            assert_int_equal(nd1, nd2);
-            size_t n = 1;
-            for (int d = 0; d < nd1; d++) {
-                assert_int_equal(s1[d], s2[d]);
-                n *= (size_t)s1[d];
-            }
+            size_t n = read_h5_pair(got, ref, names[i], &a, &b);
             cmp_stats st = compare_f32(names[i], a, b, n);
             assert_true(st.max_abs <= 1e-4 * st.max_ref + 1e-6);
             free(a);

@@ -149,3 +149,19 @@ int check_binary(sb_h5 *f, const dump_store *s, const char *logit_name, int *fai
     free(logit);
     return 1;
 }
+
+size_t read_h5_pair(sb_h5 *got, sb_h5 *ref, const char *name, float **a, float **b)
+{
+    sb_error err;
+    int na, nb;
+    int64_t sa[SB_MAX_DIMS], sbs[SB_MAX_DIMS];
+    assert_sb_ok(err, sb_h5_read_f32(got, name, a, &na, sa, &err));
+    assert_sb_ok(err, sb_h5_read_f32(ref, name, b, &nb, sbs, &err));
+    assert_int_equal(na, nb);
+    size_t n = 1;
+    for (int k = 0; k < na; k++) {
+        assert_int_equal(sa[k], sbs[k]);
+        n *= (size_t)sa[k];
+    }
+    return n;
+}

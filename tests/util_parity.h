@@ -33,4 +33,9 @@ int compare_exact(sb_h5 *f, const dump_store *s, const char *name, int *failures
  * (logit_name: the golden logits the mask was thresholded from). */
 int check_binary(sb_h5 *f, const dump_store *s, const char *logit_name, int *failures);
 
+/* Reads NAME from two HDF5 files (e.g. replay's output and the golden
+ * file), asserts the shapes agree and returns the element count; *a and *b
+ * are malloc'ed. */
+size_t read_h5_pair(sb_h5 *got, sb_h5 *ref, const char *name, float **a, float **b);
+
 #endif
