@@ -245,17 +245,9 @@ int cmd_bench_model(int argc, char **argv)
         mo.seed = 1;
         rc = sb_model_create(&m, &mo, ctx, &err);
     }
-    if (rc) {
-        free(peaks);
-        free(cpeaks);
-        free(ctimes);
-        sb_weights_free(w);
-        sb_ctx_free(ctx);
-        return sb_report_error("bench-model", &err);
-    }
     sb_model_bank bank = {NULL, NULL, NULL};
     double bank_mb = 0.0;
-    if (wants_bank) {
+    if (!rc && wants_bank) {
         char tmp_bank[4096] = "";
         const char *path = bank_path;
         if (!path) {
@@ -271,16 +263,17 @@ int cmd_bench_model(int argc, char **argv)
             rc = sb_model_bank_attach(&bank, m, ctx, path, NULL, SB_BANK_GLOBAL, &err);
         if (!bank_path && !save_bank)
             unlink(tmp_bank);
-        if (rc) {
-            sb_model_free(m);
-            free(peaks);
-            free(cpeaks);
-            free(ctimes);
-            sb_weights_free(w);
-            sb_ctx_free(ctx);
-            return sb_report_error("bench-model", &err);
-        }
-        bank_mb = (double)bank.owned->payload_bytes / 1048576.0;
+        if (!rc)
+            bank_mb = (double)bank.owned->payload_bytes / 1048576.0;
+    }
+    if (rc) { /* the model or its bank could not be made */
+        sb_model_free(m);
+        free(peaks);
+        free(cpeaks);
+        free(ctimes);
+        sb_weights_free(w);
+        sb_ctx_free(ctx);
+        return sb_report_error("bench-model", &err);
     }
     sb_model_output out;
     memset(&out, 0, sizeof out);
